@@ -1,0 +1,1 @@
+"""Everything that knows Kafka and the wire format; nothing here knows a model."""

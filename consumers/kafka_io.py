@@ -1,0 +1,157 @@
+"""The one module that imports the Kafka client (kafka-python).
+
+Everything else in driftline talks to Kafka through the small classes and functions here, so the
+client could be swapped in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from consumers.records import Record
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KafkaError", "KafkaSink", "KafkaSource", "broker_ready", "create_topic"]
+
+
+def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a broker at `bootstrap` answers a metadata request."""
+    # A refused TCP connection answers at once; the client alone would retry for 30 s.
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout).close()
+    except (OSError, ValueError):
+        return False
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout * 1000),
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 1) -> bool:
+    """Create `name` with `partitions` partitions; False if it existed already."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()
+
+
+class KafkaSource:
+    """A consumer in a consumer group that yields `Record`s and commits only when told to.
+
+    Auto-commit is off: offsets are committed after the events they cover were processed.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        auto_offset_reset: str = "earliest",
+        max_poll_records: int = 500,
+    ) -> None:
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            auto_offset_reset=auto_offset_reset,
+            enable_auto_commit=False,
+            max_poll_records=max_poll_records,
+        )
+
+    def poll(self, timeout_ms: int = 500) -> list[Record]:
+        """The next batch of records, in offset order within each partition."""
+        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        out: list[Record] = []
+        for messages in batches.values():
+            out.extend(
+                Record(m.topic, m.partition, m.offset, m.value, m.timestamp) for m in messages
+            )
+        return out
+
+    def commit(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
+        """Commit, per partition, the offset of the next event to read."""
+        if not next_offsets:
+            return
+        offsets: dict[Any, Any] = {
+            TopicPartition(self.topic, p): _offset_and_metadata(o)
+            for p, o in next_offsets.items()
+        }
+        if wait:
+            self._consumer.commit(offsets)
+        else:
+            self._consumer.commit_async(offsets)
+
+    def lag(self) -> dict[int, int]:
+        """Per assigned partition: the high-water mark minus our position, where known."""
+        out: dict[int, int] = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=0)
+            except (KafkaError, TypeError):
+                continue
+            if position is not None:
+                out[tp.partition] = max(0, high - position)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def _offset_and_metadata(offset: int) -> Any:
+    from kafka.structs import OffsetAndMetadata
+
+    # kafka-python 2.1+ added leader_epoch to the tuple; -1 means unknown.
+    try:
+        return OffsetAndMetadata(offset, "", -1)
+    except TypeError:  # pragma: no cover - older kafka-python
+        return OffsetAndMetadata(offset, "")
+
+
+class KafkaSink:
+    """A producer of raw bytes, with optional key and headers."""
+
+    def __init__(self, bootstrap: str, **options: Any) -> None:
+        options.setdefault("linger_ms", 5)
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout=timeout)
+
+    def close(self) -> None:
+        self._producer.close()

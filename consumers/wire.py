@@ -1,0 +1,108 @@
+"""The wire format of an event, decoded and validated.
+
+    {"id": "optional string", "x": {"feature": number | string | bool, ...}, "y": label}
+
+`Decoder.decode` turns the bytes of one message into an `Event` or a `Rejection` with a reason;
+it never raises on bad input, so one bad message cannot stop the service. An event without
+"y" (or with "y": null) is unlabelled: it gets a prediction and is not learned from. Top-level
+keys other than id, x and y are ignored, so producers may add their own (a timestamp, say).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAX_BYTES = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event; `y` is None when unlabelled."""
+
+    x: dict[str, float | int | str | bool]
+    y: float | int | str | bool | None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message is not an event; `reason` is a short machine-friendly tag."""
+
+    reason: str
+    detail: str
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads accepts NaN and Infinity by default; they are not JSON and poison models.
+    raise ValueError(f"{name} is not a finite number")
+
+
+_LABEL_KINDS = {bool: "bool", int: "number", float: "number", str: "string"}
+
+
+class Decoder:
+    """Decodes messages; the first label seen fixes the label type of the stream."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.label_kind: str | None = None
+
+    def decode(self, value: bytes | None) -> Event | Rejection:
+        if not value:
+            return Rejection("empty", "the message has no value")
+        if len(value) > self.max_bytes:
+            return Rejection("too_large", f"{len(value)} bytes, more than {self.max_bytes}")
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejection("not_utf8", str(exc))
+        try:
+            obj = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            return Rejection("not_json", str(exc)[:200])
+        if type(obj) is not dict:
+            return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+        x = obj.get("x")
+        if type(x) is not dict:
+            if x is None:
+                return Rejection("missing_x", "no 'x' mapping of features")
+            return Rejection("x_not_mapping", f"'x' must be an object, got {type(x).__name__}")
+        for key, v in x.items():
+            t = type(v)
+            if t is float:
+                if not math.isfinite(v):
+                    return Rejection("not_finite", f"feature {key!r} is {v}")
+            elif t is not int and t is not str and t is not bool:
+                kind = "null" if v is None else type(v).__name__
+                return Rejection("bad_feature", f"feature {key!r} is {kind}, not a scalar")
+        event_id = obj.get("id")
+        if event_id is not None and type(event_id) is not str:
+            return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")
+        y = obj.get("y")
+        if y is None:
+            return Event(x, None, event_id)
+        kind = _LABEL_KINDS.get(type(y))
+        if kind is None:
+            return Rejection("bad_label", f"'y' must be a scalar, got {type(y).__name__}")
+        if kind == "number" and not math.isfinite(y):
+            return Rejection("not_finite", f"label is {y}")
+        if self.label_kind is None:
+            self.label_kind = kind
+        elif kind != self.label_kind:
+            return Rejection(
+                "label_type", f"label {y!r} is a {kind}; this stream's labels are {self.label_kind}"
+            )
+        return Event(x, y, event_id)
+
+
+def encode(x: dict[str, Any], y: Any = None, event_id: str | None = None) -> bytes:
+    """The wire bytes of one event (what `driftline publish` sends)."""
+    obj: dict[str, Any] = {"x": x}
+    if event_id is not None:
+        obj["id"] = event_id
+    if y is not None:
+        obj["y"] = y
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -1,0 +1,218 @@
+"""The `driftline` command: serve, publish, evaluate, kafka up/down.
+
+Configuration and input errors exit with status 2 and one line naming the key, argument or file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from driftline import __version__
+from driftline.config import Settings, load_settings
+from driftline.errors import BrokerError, ConfigError, DataError
+
+log = logging.getLogger("driftline")
+
+Row = tuple[dict[str, Any], Any]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65534:  # the controller listens on port + 1
+        raise argparse.ArgumentTypeError(f"must be below 65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftline", description="Continual learning on Kafka event streams."
+    )
+    parser.add_argument("--version", action="version", version=f"driftline {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the service")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in)")
+
+    p = sub.add_parser("publish", help="publish a CSV file or a synthetic stream as events")
+    p.add_argument("--config", metavar="FILE", help="take bootstrap servers and topic from it")
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="default: from the config")
+    p.add_argument("--topic", help="default: from the config ('events')")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", metavar="FILE", help="a CSV file (plain or .gz) with a header row")
+    src.add_argument("--dataset", choices=["elec"], help="a data set shipped with driftline")
+    src.add_argument(
+        "--synthetic", choices=["sea", "agrawal", "hyperplane", "stationary"],
+        help="a River stream with known drifts",
+    )
+    p.add_argument("--target", metavar="COLUMN", help="the label column of --csv")
+    p.add_argument("--rate", type=_positive_float, metavar="N", help="events per second")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="publish at most N events")
+    p.add_argument("--loop", action="store_true", help="start over at the end, forever")
+    p.add_argument("--partitions", type=_positive_int, default=1,
+                   help="partitions if the topic is created (default 1)")
+    p.add_argument("--seed", type=int, default=42, help="seed of --synthetic (default 42)")
+
+    p = sub.add_parser("evaluate", help="run the learning core over a CSV file, no Kafka")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", metavar="FILE", help="a CSV file (plain or .gz) with a header row")
+    src.add_argument("--dataset", choices=["elec"], help="a data set shipped with driftline")
+    p.add_argument("--target", metavar="COLUMN", help="the label column of --csv")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N rows")
+
+    p = sub.add_parser("kafka", help="a local Apache Kafka broker (needs Java 17 and Maven)")
+    ksub = p.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    k = ksub.add_parser("up", help="start it (idempotent); returns once it accepts connections")
+    k.add_argument("--port", type=_port, default=9092, help="client port (default 9092)")
+    k = ksub.add_parser("down", help="stop it; its data is kept")
+    k.add_argument("--port", type=_port, default=9092, help="client port (default 9092)")
+    k.add_argument("--delete-data", action="store_true", help="also delete its topics")
+    return parser
+
+
+def _rows(args: argparse.Namespace, limit: int | None = None) -> Iterator[Row]:
+    """The rows the arguments name; a missing file or column fails here, before any work."""
+    from driftline import datasets
+
+    rows: Iterator[Row]
+    if args.csv:
+        if not args.target:
+            raise DataError("--target: required with --csv (the label column)")
+        rows = datasets.read_csv(args.csv, args.target, limit)
+    elif args.dataset:
+        rows = datasets.bundled(args.dataset, limit)
+    else:
+        rows = datasets.synthetic(args.synthetic, limit or 100_000, seed=args.seed)
+    first = next(rows, None)  # reading the header and first row surfaces their errors now
+    return rows if first is None else itertools.chain([first], rows)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from driftline.service import serve
+
+    return serve(load_settings(args.config))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipeline import build_pipeline
+    from pipeline.evaluate import evaluate
+
+    settings = load_settings(args.config)
+    pipeline = build_pipeline(settings)
+    rows = _rows(args, args.limit)
+    print(json.dumps(evaluate(pipeline, rows)))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from consumers.kafka_io import KafkaSink, broker_ready, create_topic
+    from driftline.config import settings_from_dict
+    from driftline.publish import Progress, publish
+
+    settings = load_settings(args.config) if args.config else Settings()
+    overrides = {}
+    if args.bootstrap_servers:
+        overrides["bootstrap_servers"] = args.bootstrap_servers
+    if args.topic:
+        overrides["topic"] = args.topic
+    if overrides:  # validated like the file's keys
+        kafka = {**settings.kafka.__dict__, **overrides}
+        settings = settings_from_dict({"kafka": kafka})
+    bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topic
+    if args.loop and args.synthetic:
+        raise DataError("--loop: only with --csv or --dataset")
+    rows = _rows(args, None if args.loop else args.limit)
+    if not broker_ready(bootstrap):
+        raise BrokerError(f"no Kafka broker answers at {bootstrap} (try: driftline kafka up)")
+    if create_topic(bootstrap, topic, args.partitions):
+        log.info("created topic %s with %d partition(s)", topic, args.partitions)
+    sink = KafkaSink(bootstrap)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    try:
+        n = publish(
+            lambda value: sink.send(topic, value),
+            rows,
+            rate=args.rate,
+            limit=args.limit,
+            loop=args.loop,
+            progress=Progress(args.limit),
+            should_stop=lambda: bool(stopping),
+        )
+    except KeyboardInterrupt:
+        n = -1
+    finally:
+        sink.flush()
+        sink.close()
+    if n >= 0:
+        log.info("published %d events to %s at %s", n, topic, bootstrap)
+    return 0
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from driftline import broker
+
+    if args.kafka_command == "up":
+        bootstrap = broker.up(args.port)
+        print(bootstrap)
+    else:
+        broker.down(args.port, delete_data=args.delete_data)
+    return 0
+
+
+COMMANDS = {"serve": _serve, "publish": _publish, "evaluate": _evaluate, "kafka": _kafka}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # the client logs every reconnect
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DataError) as exc:
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokerError as exc:
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Typed, frozen settings read from a TOML file and validated before anything is consumed.
+
+Every key has a default, so `Settings()` (no file) is the built-in configuration. A wrong key or
+value raises `ConfigError` with a message that names it; the CLI turns that into exit status 2.
+Checks that need River (presets, factories, detector parameters) are done by
+`pipeline.build_pipeline`, also before anything is consumed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftline.errors import ConfigError
+
+DETECTORS = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "none")
+RESPONSES = ("reweight", "reset", "none")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "events"
+    group_id: str = "driftline"
+    auto_offset_reset: str = "earliest"
+    dead_letter_topic: str = ""  # "" means "<topic>.dlq", resolved in `Settings`
+    max_poll_records: int = 500
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model: str
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    detector: str = "adwin"
+    response: str = "reweight"
+    params: Mapping[str, Any] = field(default_factory=dict)  # passed to the River detector
+    boost: float = 2.0  # sample weight right after a drift (reweight)
+    boost_decay: float = 200.0  # events for the boost to fall by a factor e
+    fading: float = 0.995  # fading factor of the accuracy that drives ensemble weights
+    sharpness: float = 40.0  # how strongly ensemble weights favour the most accurate member
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    host: str = "127.0.0.1"
+    port: int = 9108
+    rolling_window: int = 1000
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    dir: str = "state"
+    interval_seconds: float = 5.0
+    keep: int = 3
+
+
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("logistic_regression", "logistic_regression"),
+    ModelSpec("hoeffding_tree", "hoeffding_tree"),
+    ModelSpec("no_change", "no_change"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    models: tuple[ModelSpec, ...] = DEFAULT_MODELS
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.kafka.dead_letter_topic or f"{self.kafka.topic}.dlq"
+
+
+# --- validation -----------------------------------------------------------------------------
+
+Check = Callable[[str, Any], Any]
+
+
+def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}'{hint}; known keys: {', '.join(known)}")
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _topic(key: str, value: Any) -> str:
+    value = _string(key, value)
+    if not _TOPIC.match(value):
+        raise ConfigError(f"{key}: {value!r} is not a valid Kafka topic name")
+    return value
+
+
+def _optional_topic(key: str, value: Any) -> str:
+    return "" if value == "" else _topic(key, value)
+
+
+def _bootstrap(key: str, value: Any) -> str:
+    value = _string(key, value)
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{key}: {server!r} is not host:port")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(key: str, value: Any) -> str:
+        if value not in options:
+            close = difflib.get_close_matches(str(value), options, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(options)}{hint}")
+        return str(value)
+
+    return check
+
+
+def _int(low: int, high: int | None = None) -> Check:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(f"{key}: {value} must be {bounds}")
+        return value
+
+    return check
+
+
+def _float(low: float, high: float | None = None, *, open_low: bool = False) -> Check:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        too_low = value <= low if open_low else value < low
+        if too_low or (high is not None and value > high) or value != value:
+            bounds = (">" if open_low else ">=") + f" {low}"
+            if high is not None:
+                bounds += f" and <= {high}"
+            raise ConfigError(f"{key}: {value} must be {bounds}")
+        return float(value)
+
+    return check
+
+
+def _table(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table, got {value!r}")
+    return dict(value)
+
+
+_SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
+    "kafka": (
+        KafkaSettings,
+        {
+            "bootstrap_servers": _bootstrap,
+            "topic": _topic,
+            "group_id": _string,
+            "auto_offset_reset": _choice(("earliest", "latest")),
+            "dead_letter_topic": _optional_topic,
+            "max_poll_records": _int(1, 100_000),
+        },
+    ),
+    "drift": (
+        DriftSettings,
+        {
+            "detector": _choice(DETECTORS),
+            "response": _choice(RESPONSES),
+            "params": _table,
+            "boost": _float(1.0),
+            "boost_decay": _float(0.0, open_low=True),
+            "fading": _float(0.0, 1.0, open_low=True),
+            "sharpness": _float(0.0),
+        },
+    ),
+    "metrics": (
+        MetricsSettings,
+        {"host": _string, "port": _int(0, 65535), "rolling_window": _int(1, 10_000_000)},
+    ),
+    "checkpoint": (
+        CheckpointSettings,
+        {"dir": _string, "interval_seconds": _float(0.0, open_low=True), "keep": _int(1, 1000)},
+    ),
+}
+_MODEL_KEYS = {"name": _string, "model": _string}
+
+
+def _section(name: str, raw: Any) -> Any:
+    cls, checks = _SCHEMA[name]
+    table = _table(f"[{name}]", raw)
+    values = {}
+    for key, value in table.items():
+        if key not in checks:
+            raise _unknown(key, list(checks), f"[{name}]")
+        values[key] = checks[key](f"{name}.{key}", value)
+    return cls(**values)
+
+
+def _models(raw: Any) -> tuple[ModelSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("[[models]]: expected one or more [[models]] tables")
+    specs: list[ModelSpec] = []
+    for i, entry in enumerate(raw):
+        where = f"models[{i}]"
+        entry = _table(where, entry)
+        for key in entry:
+            if key not in _MODEL_KEYS:
+                raise _unknown(key, list(_MODEL_KEYS), where)
+        if "model" not in entry:
+            raise ConfigError(f"{where}.model: missing (a preset or 'package.module:factory')")
+        model = _string(f"{where}.model", entry["model"])
+        name = _string(f"{where}.name", entry.get("name", model.rpartition(":")[2]))
+        if not _MODEL_NAME.match(name) or name == "ensemble":
+            raise ConfigError(
+                f"{where}.name: {name!r} must be letters, digits, '_' or '-' and not 'ensemble'"
+            )
+        if any(s.name == name for s in specs):
+            raise ConfigError(f"{where}.name: {name!r} is used by another model")
+        specs.append(ModelSpec(name, model))
+    return tuple(specs)
+
+
+def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
+    """Validate a parsed TOML document into `Settings`; raises `ConfigError`."""
+    known = [*_SCHEMA, "models"]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "models":
+            values["models"] = _models(value)
+        elif key in _SCHEMA:
+            values[key] = _section(key, value)
+        else:
+            raise _unknown(key, known, "top level")
+    return Settings(**values)
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """The built-in defaults when `path` is None, else the file's settings."""
+    if path is None:
+        return Settings()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--config: no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return settings_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,80 @@
+"""`driftline publish`: a CSV file, the bundled Elec2, or a synthetic drifting stream, as events
+on a topic, optionally paced. The way a user feeds the demo or a load test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO
+
+from consumers.wire import encode
+
+
+class Progress:
+    """A progress line on stderr: rewritten in place on a terminal, every 10 s in a log."""
+
+    def __init__(self, total: int | None, stream: TextIO = sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        line = f"published {n}{of} events, {n / elapsed:,.0f} events/s, {elapsed:.1f} s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def paced(rows: Iterable[Any], rate: float | None) -> Iterator[Any]:
+    """`rows` at no more than `rate` per second (on average, checked every few rows)."""
+    if not rate:
+        yield from rows
+        return
+    start = time.monotonic()
+    for i, row in enumerate(rows):
+        if i % 10 == 0:
+            ahead = start + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        yield row
+
+
+def publish(
+    send: Callable[[bytes], None],
+    rows: Iterable[tuple[dict[str, Any], Any]],
+    *,
+    rate: float | None = None,
+    limit: int | None = None,
+    loop: bool = False,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Send each (x, y) as the wire bytes of one event; returns how many were sent."""
+    if loop:
+        cached = list(rows)
+        rows = itertools.chain.from_iterable(itertools.repeat(cached))
+    if limit is not None:
+        rows = itertools.islice(rows, limit)
+    n = 0
+    for x, y in paced(rows, rate):
+        send(encode(x, y))
+        n += 1
+        if progress is not None and n % 100 == 0:
+            progress.update(n)
+        if should_stop():
+            break
+    if progress is not None:
+        progress.update(n, final=True)
+    return n
