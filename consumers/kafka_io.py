@@ -19,7 +19,14 @@ from consumers.records import Record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaError", "KafkaSink", "KafkaSource", "broker_ready", "create_topic"]
+__all__ = [
+    "KafkaError",
+    "KafkaSink",
+    "KafkaSource",
+    "broker_ready",
+    "committed_offsets",
+    "create_topic",
+]
 
 
 def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
@@ -58,6 +65,16 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> bool:
         admin.close()
 
 
+def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
+    """The group's committed next offset per partition of `topic` (for lag and checks)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_consumer_group_offsets(group_id)
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
 class KafkaSource:
     """A consumer in a consumer group that yields `Record`s and commits only when told to.
 
@@ -83,13 +100,16 @@ class KafkaSource:
         )
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
-        """The next batch of records, in offset order within each partition."""
+        """The next batch of records, in offset order within each partition.
+
+        kafka-python's ConsumerRecord has every field of `Record`; it is handed on as it is.
+        """
         batches = self._consumer.poll(timeout_ms=timeout_ms)
+        if len(batches) == 1:
+            return next(iter(batches.values()))  # type: ignore[no-any-return]
         out: list[Record] = []
         for messages in batches.values():
-            out.extend(
-                Record(m.topic, m.partition, m.offset, m.value, m.timestamp) for m in messages
-            )
+            out.extend(messages)
         return out
 
     def commit(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:

@@ -6,14 +6,19 @@ from typing import NamedTuple
 
 
 class Record(NamedTuple):
-    """One message as read from a topic, before decoding."""
+    """One message as read from a topic, before decoding.
+
+    The Kafka client's own record tuples have these same fields (`timestamp` in milliseconds),
+    so a source may hand them on as they are, without a copy per message.
+    """
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
-    timestamp_ms: int = -1
+    timestamp: int = -1
 
-    def where(self) -> str:
-        """Where the message sits, for error messages and logs."""
-        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+def where(record: Record) -> str:
+    """Where a message sits, for error messages and logs: topic[partition]@offset."""
+    return f"{record.topic}[{record.partition}]@{record.offset}"

@@ -74,16 +74,22 @@ _POM = f"""<?xml version="1.0" encoding="UTF-8"?>
 </project>
 """
 
-# Loggers that repeat themselves at INFO (config dumps, every segment roll, every request).
+# Loggers that repeat themselves at INFO: config dumps, requests, and one line per partition
+# (there are 50 __consumer_offsets partitions) at every start. Group joins etc. stay at INFO.
 _QUIET_LOGGERS = (
     "kafka.request.logger",
     "kafka.network.RequestChannel$",
     "state.change.logger",
     "kafka.log.LogCleaner",
+    "kafka.log.LogManager",
+    "kafka.cluster.Partition",
     "org.apache.kafka.common.config.AbstractConfig",
     "org.apache.kafka.common.utils.AppInfoParser",
-    "org.apache.kafka.storage.internals.log",
     "org.apache.kafka.common.metrics",
+    "org.apache.kafka.storage.internals.log",
+    "org.apache.kafka.coordinator.common.runtime.CoordinatorRuntime",
+    "org.apache.kafka.controller.ReplicationControlManager",
+    "org.apache.kafka.controller.PartitionChangeBuilder",
 )
 
 
@@ -380,14 +386,15 @@ def _port_open(port: int, host: str = HOST) -> bool:
 @contextlib.contextmanager
 def _port_lock(port: int) -> Iterator[None]:
     """Serialize `up`/`down` for one port across processes (e.g. pytest-xdist workers)."""
-    state = _state_dir(port)
-    state.mkdir(parents=True, exist_ok=True)
+    # Beside the state folder, not in it, so `down(delete_data=True)` can remove that whole.
+    lock_path = home() / f".broker-{port}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no locking
         yield
         return
-    with open(state / ".lock", "w") as fh:
+    with open(lock_path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -399,22 +406,32 @@ def _tail_text(text: str, lines: int) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _tail_file(path: Path, lines: int = 20) -> str:
+def _read_end(path: Path, size: int = 256 * 1024) -> str:
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            return _tail_text(fh.read().decode(errors="replace"), lines)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode(errors="replace")
     except OSError:
         return ""
 
 
-def _logs_excerpt(port: int) -> str:
+def _logs_excerpt(port: int, lines: int = 20) -> str:
+    """The last lines of the broker's logs, plus earlier ERROR lines the tail would miss."""
     parts = []
     for path in (_broker_log(port), _stdout_log(port)):
-        text = _tail_file(path)
-        if text:
-            parts.append(f"--- last lines of {path} ---\n{text}")
+        all_lines = _read_end(path).rstrip().splitlines()
+        if not all_lines:
+            continue
+        tail = all_lines[-lines:]
+        head = all_lines[:-lines]
+        # Shutdown chatter after a fatal error can push the cause out of the tail.
+        errors = ["\n".join(head[i : i + 2]) for i, line in enumerate(head) if "] ERROR " in line][
+            :3
+        ]
+        if errors:
+            parts.append(f"--- errors in {path} ---\n" + "\n".join(errors))
+        parts.append(f"--- last lines of {path} ---\n" + "\n".join(tail))
     return "\n".join(parts) or "(the broker wrote no log)"
 
 
@@ -454,9 +471,9 @@ def up(port: int = 9092, *, timeout: float = 120.0, echo: Callable[[str], None] 
             for p, role in ((port, "Kafka"), (port + 1, "the Kafka controller")):
                 if _port_open(p):
                     raise BrokerError(
-                        f"port {p} (for {role}) on {HOST} is in use by a process that is not a "
-                        f"Kafka broker started by driftline; stop it or choose another port "
-                        f"(the broker needs {port} and {port + 1})"
+                        f"port {p} on {HOST} (for {role}) is in use by another program, not by "
+                        f"a Kafka broker; stop it or choose another port (the broker needs "
+                        f"{port} and {port + 1})"
                     )
             pid = _start(port, echo)
         else:
@@ -548,17 +565,8 @@ def down(
                 echo(f"(something else listens on {bootstrap_for(port)}; it was left alone)")
         _pid_file(port).unlink(missing_ok=True)
         if delete_data:
-            # Keep the lock file until the lock is released; delete everything else now.
-            for child in state.iterdir():
-                if child.name == ".lock":
-                    continue
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-    if delete_data:
-        shutil.rmtree(state, ignore_errors=True)
-        echo(f"Deleted {state}")
+            shutil.rmtree(state)
+            echo(f"Deleted {state}")
     return stopped
 
 

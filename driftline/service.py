@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from consumers.deadletter import DeadLetters
-from consumers.records import Record
+from consumers.records import Record, where
 from consumers.wire import Decoder, Rejection
 from driftline.config import Settings
 from driftline.http import StatusServer
@@ -24,6 +24,8 @@ from driftline.metrics import Metrics
 from pipeline.core import Pipeline, build_pipeline
 
 log = logging.getLogger("driftline.service")
+
+COMMIT_INTERVAL = 1.0  # seconds between asynchronous offset commits
 
 
 class Source(Protocol):
@@ -68,7 +70,7 @@ class Service:
                 self.dead_letters.send(record, event)
                 reasons[event.reason] += 1
                 log.warning(
-                    "dead-lettered %s: %s (%s)", record.where(), event.reason, event.detail
+                    "dead-lettered %s: %s (%s)", where(record), event.reason, event.detail
                 )
             else:
                 process(event.x, event.y)
@@ -90,20 +92,32 @@ class Service:
         m = self.metrics
         m.observe_events(counts, reasons)
         m.observe_models(self.pipeline.snapshot())
-        if records and records[-1].timestamp_ms > 0:
-            m.observe_latency([now - records[-1].timestamp_ms / 1000.0])
+        if records and records[-1].timestamp > 0:
+            m.observe_latency([now - records[-1].timestamp / 1000.0])
         m.batch_seconds.observe(time.perf_counter() - start)
 
-    def run(self, stop: threading.Event, poll_timeout_ms: int = 200) -> None:
-        """Poll, process, commit until `stop` is set; then a last synchronous commit."""
-        last_lag = 0.0
+    def run(
+        self,
+        stop: threading.Event,
+        poll_timeout_ms: int = 200,
+        max_events: int | None = None,
+    ) -> None:
+        """Poll, process, commit until `stop` is set (or `max_events` were consumed); then a
+        last synchronous commit."""
+        last_lag = last_commit = 0.0
         try:
             while not stop.is_set():
+                if max_events is not None and self.outcomes.total() >= max_events:
+                    break
                 records = self.source.poll(timeout_ms=poll_timeout_ms)
                 if records:
                     self.process(records)
-                    self.source.commit(self.next_offsets)
                 now = time.monotonic()
+                # Committed offsets serve lag monitoring and restarts; once a second is plenty
+                # and keeps a broker round trip off every batch.
+                if now - last_commit >= COMMIT_INTERVAL and self.next_offsets:
+                    self.source.commit(self.next_offsets)
+                    last_commit = now
                 if now - last_lag >= 1.0:
                     self.lag = self.source.lag()
                     self.metrics.observe_lag(self.lag)

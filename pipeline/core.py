@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,24 +47,26 @@ class ModelStats:
 
 
 class Score:
-    """Prequential and rolling accuracy from plain counts (cheap, picklable, exact)."""
+    """Prequential and rolling accuracy from plain counts (cheap, picklable, exact).
 
-    __slots__ = ("correct", "tested", "window", "window_correct")
+    The rolling window is a ring buffer of 0/1 outcomes with a running sum.
+    """
+
+    __slots__ = ("correct", "ring", "tested", "window_correct")
 
     def __init__(self, window: int) -> None:
         self.tested = 0
         self.correct = 0
-        self.window: deque[int] = deque(maxlen=window)
+        self.ring = bytearray(window)
         self.window_correct = 0
 
     def add(self, ok: int) -> None:
+        ring = self.ring
+        i = self.tested % len(ring)
+        self.window_correct += ok - ring[i]
+        ring[i] = ok
         self.tested += 1
         self.correct += ok
-        window = self.window
-        if len(window) == window.maxlen:
-            self.window_correct -= window[0]
-        window.append(ok)
-        self.window_correct += ok
 
     @property
     def accuracy(self) -> float | None:
@@ -73,7 +74,8 @@ class Score:
 
     @property
     def rolling_accuracy(self) -> float | None:
-        return self.window_correct / len(self.window) if self.window else None
+        n = min(self.tested, len(self.ring))
+        return self.window_correct / n if n else None
 
 
 class Member:
@@ -160,14 +162,16 @@ class Pipeline:
             self.ensemble.add(1 if served == y else 0)
 
         fading = self.fading
+        several = len(members) > 1
         drifted: list[Member] = []
         for member, pred in zip(members, preds, strict=True):
             if pred is None:  # nothing to test yet (as River's progressive_val_score skips it)
                 continue
             ok = 1 if pred == y else 0
             member.score.add(ok)
-            member.num = fading * member.num + ok
-            member.den = fading * member.den + 1.0
+            if several:
+                member.num = fading * member.num + ok
+                member.den = fading * member.den + 1.0
             detector = member.detector
             if detector is not None:
                 detector.update(1 - ok)
@@ -177,6 +181,10 @@ class Pipeline:
             self._on_drift(member, step)
 
         for member in members:
+            if member.boost_start < 0:  # the common case, kept cheap
+                member.model.learn_one(x, y)
+                member.learned += 1
+                continue
             w = self._sample_weight(member, step)
             if w == 1.0:
                 member.model.learn_one(x, y)
@@ -186,7 +194,7 @@ class Pipeline:
                 for _ in range(max(1, round(w))):
                     member.model.learn_one(x, y)
             member.learned += 1
-        if len(members) > 1:
+        if several:
             self._reweight_members()
         return served
 

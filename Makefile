@@ -1,0 +1,42 @@
+# driftline: `make demo` runs the service on Elec2, `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system-deps lint test unit integration demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Programs the tests use that pip cannot install (Java 17 and Maven for the local broker, kcat).
+system-deps:
+	scripts/system-deps.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+# The broker fixture finds KAFKA_BOOTSTRAP_SERVERS, else Docker, else starts `driftline kafka up`.
+integration: install system-deps
+	$(BIN)/python -m pytest tests/integration
+
+test: install system-deps lint
+	$(BIN)/python -m pytest tests/unit tests/integration
+
+demo: install
+	scripts/demo.sh
+
+bench: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""Throughput: driftline's consumer and pipeline against the loop a user would write by hand.
+
+Both read the same topic of N events (Elec2, repeated) from a real broker with one
+`StandardScaler() | LogisticRegression()` model:
+
+- hand-written: kafka-python poll, json.loads, River predict_one and learn_one, nothing else;
+- driftline: `KafkaSource` -> `Service` (decode and validate, prequential step, metrics, commits).
+
+Rounds alternate between the two so that a noisy neighbour hurts both alike; the median rate of
+each is reported, and their ratio (goal: >= 0.9). Not a test: it prints figures.
+
+    python benchmarks/throughput.py [--events 100000] [--rounds 3] [--bootstrap HOST:PORT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import threading
+import time
+import uuid
+
+from kafka import KafkaConsumer  # the hand-written baseline uses the client directly
+from prometheus_client import CollectorRegistry
+from river import linear_model, preprocessing
+
+from consumers.deadletter import DeadLetters
+from consumers.kafka_io import KafkaSink, KafkaSource, broker_ready, create_topic
+from consumers.wire import encode
+from driftline import broker
+from driftline.config import DriftSettings, ModelSpec, Settings
+from driftline.datasets import bundled
+from driftline.metrics import Metrics
+from driftline.service import Service
+from pipeline import build_pipeline
+
+
+def fill_topic(bootstrap: str, topic: str, n: int) -> None:
+    create_topic(bootstrap, topic, 1)
+    sink = KafkaSink(bootstrap, linger_ms=20, batch_size=256 * 1024)
+    rows = itertools.chain.from_iterable(itertools.repeat(list(bundled("elec"))))
+    for x, y in itertools.islice(rows, n):
+        sink.send(topic, encode(x, y))
+    sink.flush()
+    sink.close()
+
+
+def hand_written(bootstrap: str, topic: str, n: int) -> float:
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"hand-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    seen = 0
+    start = None
+    while seen < n:
+        for messages in consumer.poll(timeout_ms=500).values():
+            if start is None:
+                start = time.perf_counter()
+            for message in messages:
+                event = json.loads(message.value)
+                x, y = event["x"], event["y"]
+                model.predict_one(x)
+                model.learn_one(x, y)
+            seen += len(messages)
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    consumer.close()
+    return seen / elapsed
+
+
+def with_driftline(bootstrap: str, topic: str, n: int) -> float:
+    settings = Settings(
+        models=(ModelSpec("logreg", "logistic_regression"),),
+        drift=DriftSettings(detector="none", response="none"),
+    )
+    source = KafkaSource(bootstrap, topic, f"driftline-{uuid.uuid4().hex[:8]}")
+    sink = KafkaSink(bootstrap)
+    service = Service(
+        source, build_pipeline(settings), DeadLetters(sink, f"{topic}.dlq"),
+        Metrics(CollectorRegistry()),
+    )
+    # Time from the first record, like the hand-written loop (group join is not throughput).
+    first = source.poll(timeout_ms=10_000)
+    start = time.perf_counter()
+    service.process(first)
+    service.run(threading.Event(), max_events=n)
+    elapsed = time.perf_counter() - start
+    sink.close()
+    return service.outcomes.total() / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    args = parser.parse_args()
+
+    bootstrap = args.bootstrap or "127.0.0.1:9092"
+    if not broker_ready(bootstrap):
+        port = int(bootstrap.rpartition(":")[2])
+        bootstrap = broker.up(port)
+    topic = f"bench-throughput-{uuid.uuid4().hex[:8]}"
+    t = time.perf_counter()
+    fill_topic(bootstrap, topic, args.events)
+    print(f"topic {topic}: {args.events} events in {time.perf_counter() - t:.1f} s")
+
+    hand, ours = [], []
+    for r in range(args.rounds):
+        hand.append(hand_written(bootstrap, topic, args.events))
+        ours.append(with_driftline(bootstrap, topic, args.events))
+        print(f"round {r + 1}: hand-written {hand[-1]:,.0f} events/s, "
+              f"driftline {ours[-1]:,.0f} events/s")
+    h, o = statistics.median(hand), statistics.median(ours)
+    print(f"median over {args.rounds} rounds of {args.events} events:")
+    print(f"  hand-written loop  {h:,.0f} events/s")
+    print(f"  driftline          {o:,.0f} events/s")
+    print(f"  ratio              {o / h:.3f}  (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Helpers for tests that run the real `driftline` command against a real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def driftline(*args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `driftline ARGS...` to completion (as a user would, through the console module)."""
+    return subprocess.run(
+        [sys.executable, "-m", "driftline", *args],
+        capture_output=True, text=True, timeout=timeout, check=check,
+    )
+
+
+def write_config(path: Path, bootstrap: str, topic: str, port: int, **sections: str) -> Path:
+    """A config file for one test: its own topic, group and metrics port; extra TOML appended."""
+    text = (
+        f'[kafka]\nbootstrap_servers = "{bootstrap}"\ntopic = "{topic}"\n'
+        f'group_id = "{topic}-group"\n\n[metrics]\nport = {port}\n\n'
+        f'[checkpoint]\ndir = "{path.parent / "state"}"\n\n'
+    )
+    text += "\n".join(sections.values())
+    path.write_text(text)
+    return path
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample on /metrics, keyed by (name, sorted labels)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def sample(port: int, name: str, **labels: str) -> float | None:
+    try:
+        return scrape(port).get((name, tuple(sorted(labels.items()))))
+    except OSError:
+        return None
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Service:
+    """`driftline serve --config FILE` in a child process, stopped with SIGTERM on exit."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Service:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "driftline", "serve", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")

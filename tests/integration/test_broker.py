@@ -1,0 +1,72 @@
+"""The broker the integration tests run on: driftline's local broker, and a message round trip."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from consumers.kafka_io import KafkaSink, KafkaSource
+from consumers.records import Record
+from driftline import broker
+
+
+def test_local_broker_up_is_idempotent(kafka_service) -> None:
+    if kafka_service.kind != "local" or kafka_service.port is None:
+        pytest.skip(f"the session's broker is not driftline's local one ({kafka_service.kind})")
+    messages: list[str] = []
+    started = time.monotonic()
+    bootstrap = broker.up(kafka_service.port, echo=messages.append)
+    elapsed = time.monotonic() - started
+
+    assert bootstrap == kafka_service.bootstrap
+    assert elapsed < 10, f"a second up() took {elapsed:.1f} s"
+    assert any("already running" in m for m in messages), messages
+    assert broker.status(kafka_service.port).startswith("running")
+
+
+def _send(bootstrap: str, topic: str, value: bytes) -> None:
+    sink = KafkaSink(bootstrap)
+    try:
+        sink.send(topic, value, key=b"k1", headers=[("source", b"test")])
+        sink.flush(timeout=10)
+    finally:
+        sink.close()
+
+
+def _poll_until_any(source: KafkaSource, seconds: float = 30.0) -> list[Record]:
+    # Group join and the first fetch take a few seconds; bounded so a dead broker fails fast.
+    deadline = time.monotonic() + seconds
+    received: list[Record] = []
+    while not received and time.monotonic() < deadline:
+        received = source.poll(timeout_ms=500)
+    return received
+
+
+def test_round_trip_through_sink_and_source(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic()
+    group = f"{topic}-group"
+    _send(kafka_bootstrap, topic, b'{"x": 1.5}')
+
+    source = KafkaSource(kafka_bootstrap, topic, group, auto_offset_reset="earliest")
+    try:
+        received = _poll_until_any(source)
+        assert received, f"no record arrived on {topic} within 30 s"
+        assert [(r.topic, r.partition, r.offset, r.value) for r in received] == [
+            (topic, 0, 0, b'{"x": 1.5}')
+        ]
+        source.commit({0: 1}, wait=True)
+    finally:
+        source.close()
+
+    # The commit holds: the same group resumes after the first record.
+    _send(kafka_bootstrap, topic, b'{"x": 2.5}')
+    source = KafkaSource(kafka_bootstrap, topic, group, auto_offset_reset="earliest")
+    try:
+        received = _poll_until_any(source)
+        assert [(r.offset, r.value) for r in received] == [(1, b'{"x": 2.5}')]
+    finally:
+        source.close()

@@ -1,0 +1,268 @@
+"""Settings: defaults, a full file, every class of error, and the CLI's exit status 2."""
+
+import re
+import textwrap
+
+import pytest
+
+import driftline.service
+from driftline.cli import main
+from driftline.config import (
+    DEFAULT_MODELS,
+    CheckpointSettings,
+    DriftSettings,
+    KafkaSettings,
+    MetricsSettings,
+    ModelSpec,
+    Settings,
+    load_settings,
+)
+from driftline.errors import ConfigError
+
+
+def write(tmp_path, text, name="driftline.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(tmp_path, text):
+    return load_settings(write(tmp_path, text))
+
+
+# --- defaults and a valid file --------------------------------------------------------------
+
+
+def test_defaults():
+    s = Settings()
+    assert load_settings(None) == s
+    assert s.kafka == KafkaSettings("127.0.0.1:9092", "events", "driftline", "earliest", "", 500)
+    assert s.dead_letter_topic == "events.dlq"
+    assert [m.name for m in s.models] == ["logistic_regression", "hoeffding_tree", "no_change"]
+    assert s.drift.detector == "adwin"
+    assert s.drift.response == "reweight"
+    assert s.metrics.port == 9108
+    assert s.checkpoint == CheckpointSettings()
+
+
+def test_dead_letter_topic_follows_the_topic():
+    assert Settings(kafka=KafkaSettings(topic="clicks")).dead_letter_topic == "clicks.dlq"
+    explicit = Settings(kafka=KafkaSettings(topic="clicks", dead_letter_topic="bad"))
+    assert explicit.dead_letter_topic == "bad"
+
+
+def test_full_file_loads(tmp_path):
+    s = load(
+        tmp_path,
+        """
+        [kafka]
+        bootstrap_servers = "broker-1:9092, broker-2:19092"
+        topic = "power.prices"
+        group_id = "g1"
+        auto_offset_reset = "latest"
+        dead_letter_topic = "power.rejected"
+        max_poll_records = 100
+
+        [[models]]
+        name = "lr"
+        model = "logistic_regression"
+
+        [[models]]
+        model = "tests.unit.factories:make_model"
+
+        [drift]
+        detector = "page_hinkley"
+        response = "reset"
+        params = { threshold = 30 }
+        boost = 3
+        boost_decay = 50.5
+        fading = 0.9
+        sharpness = 10
+
+        [metrics]
+        host = "0.0.0.0"
+        port = 0
+        rolling_window = 50
+
+        [checkpoint]
+        dir = "ckpt"
+        interval_seconds = 1
+        keep = 2
+        """,
+    )
+    assert s.kafka == KafkaSettings(
+        "broker-1:9092, broker-2:19092", "power.prices", "g1", "latest", "power.rejected", 100
+    )
+    assert s.dead_letter_topic == "power.rejected"
+    assert s.models == (
+        ModelSpec("lr", "logistic_regression"),
+        ModelSpec("make_model", "tests.unit.factories:make_model"),
+    )
+    assert s.drift == DriftSettings("page_hinkley", "reset", {"threshold": 30}, 3.0, 50.5, 0.9, 10.0)
+    assert isinstance(s.drift.boost, float)
+    assert s.metrics == MetricsSettings("0.0.0.0", 0, 50)
+    assert s.checkpoint == CheckpointSettings("ckpt", 1.0, 2)
+
+
+def test_partial_file_keeps_other_defaults(tmp_path):
+    s = load(tmp_path, '[kafka]\ntopic = "t"\n')
+    assert s.kafka.topic == "t"
+    assert s.kafka.group_id == "driftline"
+    assert s.models == DEFAULT_MODELS
+    assert s.drift == DriftSettings()
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('colour = "red"\n', "top level: unknown key 'colour'"),
+        (
+            '[kafka]\nbootstrap_server = "h:1"\n',
+            "[kafka]: unknown key 'bootstrap_server' (did you mean 'bootstrap_servers'?)",
+        ),
+        ('[[models]]\nmodel = "gaussian_nb"\nkind = "x"\n', "models[0]: unknown key 'kind'"),
+        ('[metrics]\nport = "x"\n', "metrics.port: expected an integer"),
+        ('[checkpoint]\ninterval_seconds = "fast"\n', "checkpoint.interval_seconds"),
+        ("[metrics]\nport = 70000\n", "metrics.port: 70000 must be between 0 and 65535"),
+        ("[drift]\nfading = 1.5\n", "drift.fading: 1.5 must be"),
+        ("[drift]\nfading = 0\n", "drift.fading"),
+        ("[drift]\nfading = nan\n", "drift.fading"),
+        ("[metrics]\nport = true\n", "metrics.port: expected an integer"),
+        ('[kafka]\nauto_offset_reset = "first"\n', "kafka.auto_offset_reset: 'first' is not one"),
+        ('[drift]\ndetector = "adwn"\n', "drift.detector: 'adwn' is not one of"),
+        ('[drift]\ndetector = "adwn"\n', "(did you mean 'adwin'?)"),
+        ('[drift]\nresponse = "restart"\n', "drift.response"),
+        (
+            '[[models]]\nname = "a"\nmodel = "gaussian_nb"\n'
+            '[[models]]\nname = "a"\nmodel = "no_change"\n',
+            "models[1].name: 'a' is used by another model",
+        ),
+        ('[[models]]\nname = "ensemble"\nmodel = "gaussian_nb"\n', "models[0].name: 'ensemble'"),
+        ('[[models]]\nname = "a b"\nmodel = "gaussian_nb"\n', "models[0].name: 'a b'"),
+        ('[[models]]\nname = "a"\n', "models[0].model: missing"),
+        ("models = []\n", "[[models]]"),
+        ('[kafka]\ntopic = "bad topic!"\n', "kafka.topic: 'bad topic!' is not a valid Kafka topic"),
+        ('[kafka]\ntopic = ""\n', "kafka.topic"),
+        ('[kafka]\ndead_letter_topic = "a/b"\n', "kafka.dead_letter_topic"),
+        ('[kafka]\nbootstrap_servers = "localhost"\n', "kafka.bootstrap_servers"),
+        ('[kafka]\nbootstrap_servers = "h:99999"\n', "kafka.bootstrap_servers"),
+        ("[kafka]\nmax_poll_records = 0\n", "kafka.max_poll_records"),
+        ('kafka = "x"\n', "[kafka]: expected a table"),
+        ('[drift]\nparams = "x"\n', "drift.params: expected a table"),
+    ],
+)
+def test_error_names_the_key(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith(f"{path}: ")
+
+
+def test_unknown_key_lists_known_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"known keys: .*host, port, rolling_window"):
+        load(tmp_path, "[metrics]\nprot = 1\n")
+
+
+def test_not_toml(tmp_path):
+    path = write(tmp_path, "this is = = not toml\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("--config: no such file")):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_directory_is_not_a_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path)
+
+
+# --- the same errors through the CLI ------------------------------------------------------
+
+
+@pytest.fixture
+def no_kafka(monkeypatch):
+    """`serve` must fail before it opens the metrics port or reaches for Kafka."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("serve went past validation")
+
+    monkeypatch.setattr(driftline.service, "StatusServer", forbidden)
+    monkeypatch.setattr(driftline.service, "_connect_source", forbidden)
+
+
+BAD_CONFIGS = [
+    ('[kafka]\ntopik = "x"\n', "unknown key 'topik'"),
+    ("[metrics]\nport = 70000\n", "metrics.port"),
+    ('[[models]]\nmodel = "nope"\n', "models[0].model: unknown preset 'nope'"),
+    ('[[models]]\nmodel = "no_such_module:make"\n', "models[0].model: cannot load factory"),
+    ('[[models]]\nmodel = "tests.unit.factories:nothing"\n', "models[0].model"),
+    ('[[models]]\nmodel = "tests.unit.factories:make_not_a_model"\n', "not a River classifier"),
+    ('[[models]]\nmodel = "tests.unit.factories:make_raising"\n', "RuntimeError('boom')"),
+    ("[drift]\nparams = {delt = 1}\n", "drift.params: invalid for detector 'adwin'"),
+    ('[drift]\ndetector = "none"\nparams = {delta = 1}\n', "drift.params"),
+]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "serve"])
+@pytest.mark.parametrize(("text", "expected"), BAD_CONFIGS)
+def test_cli_exit_2_on_bad_config(tmp_path, capsys, no_kafka, command, text, expected):
+    path = write(tmp_path, text)
+    if command == "evaluate":
+        argv = ["evaluate", "--dataset", "elec", "--limit", "10", "--config", str(path)]
+    else:
+        argv = ["serve", "--config", str(path)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("driftline: error: ")
+    assert expected in lines[0]
+
+
+def test_cli_evaluate_runs_with_a_valid_config(tmp_path, capsys):
+    path = write(tmp_path, '[[models]]\nmodel = "no_change"\n')
+    assert main(["evaluate", "--dataset", "elec", "--limit", "10", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert '"events": 10' in out
+    assert '"no_change"' in out
+
+
+def test_cli_missing_csv(tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    assert main(["evaluate", "--csv", str(missing), "--target", "y"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "missing.csv" in err
+
+
+def test_cli_csv_without_target_column(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    assert main(["evaluate", "--csv", str(path), "--target", "y"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "--target: column 'y'" in err
+
+
+def test_cli_csv_requires_target(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("a,y\n1,2\n", encoding="utf-8")
+    assert main(["evaluate", "--csv", str(path)]) == 2
+    assert "--target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate", ["-1", "0", "nan", "fast"])
+def test_cli_bad_argument_is_an_argparse_error(capsys, rate):
+    with pytest.raises(SystemExit) as info:
+        main(["publish", "--dataset", "elec", "--rate", rate])
+    assert info.value.code == 2
+    assert "--rate" in capsys.readouterr().err
