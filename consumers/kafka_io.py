@@ -69,7 +69,7 @@ def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, in
     """The group's committed next offset per partition of `topic` (for lag and checks)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        offsets = admin.list_consumer_group_offsets(group_id)
+        offsets = admin.list_group_offsets(group_id).get(group_id, {})
     finally:
         admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
@@ -106,7 +106,7 @@ class KafkaSource:
         """
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         if len(batches) == 1:
-            return next(iter(batches.values()))  # type: ignore[no-any-return]
+            return next(iter(batches.values()))
         out: list[Record] = []
         for messages in batches.values():
             out.extend(messages)

@@ -77,8 +77,8 @@ class Decoder:
                 if v - v != 0.0:  # inf - inf is nan; nan - nan is nan; finite - itself is 0
                     return Rejection("not_finite", f"feature {key!r} is {v}")
             elif t is not int and t is not str and t is not bool:
-                kind = "null" if v is None else type(v).__name__
-                return Rejection("bad_feature", f"feature {key!r} is {kind}, not a scalar")
+                found = "null" if v is None else t.__name__
+                return Rejection("bad_feature", f"feature {key!r} is {found}, not a scalar")
         event_id = obj.get("id")
         if event_id is not None and type(event_id) is not str:
             return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")

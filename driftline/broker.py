@@ -27,7 +27,7 @@ from pathlib import Path
 from consumers.kafka_io import broker_ready
 from driftline.errors import BrokerError
 
-__all__ = ["KAFKA_VERSION", "bootstrap_for", "down", "home", "status", "up"]
+__all__ = ["KAFKA_VERSION", "bootstrap_for", "down", "ensure_jars", "home", "status", "up"]
 
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
@@ -232,6 +232,8 @@ def _server_properties(port: int, data_dir: Path) -> str:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # One partition for the internal offsets topic: a single-node broker starts faster.
+        "offsets.topic.num.partitions": "1",
         "num.partitions": "1",
         "auto.create.topics.enable": "true",
     }
@@ -478,7 +480,7 @@ def up(port: int = 9092, *, timeout: float = 120.0, echo: Callable[[str], None] 
             pid = _start(port, echo)
         else:
             echo(f"A broker (pid {pid}) is already starting on {bootstrap}; waiting for it ...")
-        _wait_ready(port, pid, timeout, echo)
+        _wait_ready(port, pid, timeout)
     echo(f"Kafka is up at {bootstrap} (logs: {_broker_log(port)})")
     return bootstrap
 
@@ -511,7 +513,7 @@ def _start(port: int, echo: Callable[[str], None]) -> int:
     return proc.pid
 
 
-def _wait_ready(port: int, pid: int, timeout: float, echo: Callable[[str], None]) -> None:
+def _wait_ready(port: int, pid: int, timeout: float) -> None:
     bootstrap = bootstrap_for(port)
     deadline = time.monotonic() + timeout
     while True:

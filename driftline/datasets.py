@@ -37,7 +37,7 @@ def _scalar(text: str) -> Any:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+    return open(path, encoding="utf-8", newline="")  # closed by the caller
 
 
 def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterator[Row]:

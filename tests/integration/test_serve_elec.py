@@ -29,7 +29,9 @@ def test_live_accuracy_equals_river_progressive_val_score(kafka_bootstrap, new_t
     driftline("publish", "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
               "--dataset", "elec", "--limit", str(N))
     port = free_port()
-    config = write_config(tmp_path / "driftline.toml", kafka_bootstrap, topic, port, models=ONE_MODEL)
+    config = write_config(
+        tmp_path / "driftline.toml", kafka_bootstrap, topic, port, models=ONE_MODEL
+    )
 
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(

@@ -1,0 +1,79 @@
+"""The metrics port: Prometheus text, the self-contained page, the stats API, errors."""
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+
+from driftline.errors import ConfigError
+from driftline.http import StatusServer
+from driftline.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, Metrics
+
+STATUS = {"uptime_seconds": 1.5, "events": {"learned": 3}, "models": {"m": {"accuracy": 0.5}}}
+
+
+@pytest.fixture
+def server():
+    metrics = Metrics(CollectorRegistry())
+    metrics.observe_events({"learned": 3}, {"not_json": 1})
+    srv = StatusServer("127.0.0.1", 0, metrics, lambda: STATUS)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def get(server, path):
+    url = f"http://127.0.0.1:{server.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def test_metrics(server):
+    status, ctype, body = get(server, "/metrics")
+    assert status == 200
+    assert ctype == CONTENT_TYPE_LATEST
+    text = body.decode()
+    assert 'driftline_events_total{outcome="learned"} 3.0' in text
+    assert 'driftline_dead_letters_total{reason="not_json"} 1.0' in text
+
+
+def test_page_has_no_external_references(server):
+    status, ctype, body = get(server, "/")
+    assert status == 200
+    assert ctype.startswith("text/html")
+    page = body.decode()
+    assert "<html" in page
+    assert not re.search(r"https?://", page, re.IGNORECASE)
+    # every src/href/fetch/url() target is a relative or same-origin path
+    targets = re.findall(r"""(?:src|href)\s*=\s*["']?([^"' >]+)|fetch\(\s*["']([^"']+)""", page)
+    targets += [(t, "") for t in re.findall(r"url\(\s*['\"]?([^'\")]+)", page)]
+    assert targets
+    for target in (a or b for a, b in targets):
+        assert not target.startswith("//"), target
+        assert ":" not in target.split("/")[0], target  # no scheme
+    assert get(server, "/index.html")[2] == body
+
+
+def test_api_stats(server):
+    status, ctype, body = get(server, "/api/stats?x=1")
+    assert status == 200
+    assert ctype == "application/json"
+    assert json.loads(body) == STATUS
+
+
+def test_healthz(server):
+    assert get(server, "/healthz")[0] == 200
+
+
+def test_unknown_path(server):
+    assert get(server, "/nope")[0] == 404
+
+
+def test_port_in_use(server):
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
+        StatusServer("127.0.0.1", server.port, Metrics(CollectorRegistry()), dict)

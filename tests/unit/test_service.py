@@ -1,0 +1,177 @@
+"""The service loop over an in-memory topic: outcomes, metrics, dead letters, commits."""
+
+import json
+import threading
+
+import pytest
+
+from consumers.deadletter import DeadLetters
+from consumers.testing import ListSink, ListSource
+from consumers.wire import encode
+from driftline.config import Settings
+from driftline.datasets import bundled
+from driftline.metrics import CollectorRegistry, Metrics
+from driftline.service import Service
+from pipeline import build_pipeline
+
+MODELS = [spec.name for spec in Settings().models]
+
+ROWS = list(bundled("elec", limit=202))
+LABELLED, UNLABELLED = ROWS[:200], ROWS[200:]
+
+# (position in the topic, value, reason)
+BAD = [
+    (0, b"{not json", "not_json"),
+    (3, b"", "empty"),
+    (50, b'{"x": {"a": NaN}, "y": 1}', "not_json"),
+    (51, b'{"x": {"a": 1}, "y": {"class": 1}}', "bad_label"),
+    (99, None, "empty"),
+    (120, b'{"x": {"a": 1e999}, "y": 1}', "not_finite"),
+    (150, encode({"a": 1}, "up"), "label_type"),
+]
+UNLABELLED_AT = (10, 160)
+
+
+def messages():
+    """200 labelled Elec2 events, 2 unlabelled ones and the bad messages, interleaved."""
+    values = [encode(x, y) for x, y in LABELLED]
+    for at, (x, _) in zip(UNLABELLED_AT, UNLABELLED, strict=True):
+        values.insert(at, encode(x))
+    for at, value, _ in BAD:
+        values.insert(at, value)
+    return values
+
+
+class StoppingSource(ListSource):
+    """Sets `stop` once the last record was handed out."""
+
+    def __init__(self, values, stop, batch):
+        super().__init__("events", values, batch=batch)
+        self.stop = stop
+
+    def poll(self, timeout_ms=0):
+        out = super().poll(timeout_ms)
+        if self.exhausted():
+            self.stop.set()
+        return out
+
+
+@pytest.fixture
+def served():
+    values = messages()
+    stop = threading.Event()
+    source = StoppingSource(values, stop, batch=50)
+    sink = ListSink()
+    metrics = Metrics(CollectorRegistry())
+    service = Service(source, build_pipeline(Settings()), DeadLetters(sink, "t.dlq"), metrics)
+    service.run(stop, poll_timeout_ms=0)
+    return values, source, sink, metrics.registry, service
+
+
+def sample(registry, name, **labels):
+    return registry.get_sample_value(name, labels)
+
+
+def test_event_outcomes(served):
+    _, _, _, registry, service = served
+    assert sample(registry, "driftline_events_total", outcome="learned") == 200
+    assert sample(registry, "driftline_events_total", outcome="unlabelled") == 2
+    assert sample(registry, "driftline_events_total", outcome="dead_lettered") == len(BAD)
+    assert service.outcomes == {"learned": 200, "unlabelled": 2, "dead_lettered": len(BAD)}
+
+
+def test_dead_letters_by_reason(served):
+    registry = served[3]
+    reasons = [reason for _, _, reason in BAD]
+    for reason in set(reasons):
+        value = sample(registry, "driftline_dead_letters_total", reason=reason)
+        assert value == reasons.count(reason), reason
+    assert sample(registry, "driftline_dead_letters_total", reason="bad_id") is None
+
+
+def test_model_metrics_match_a_direct_run(served):
+    _, _, _, registry, service = served
+    reference = build_pipeline(Settings())  # the same events, in order, without the service
+    for x, y in LABELLED[:10]:
+        reference.process(x, y)
+    reference.process(UNLABELLED[0][0])
+    for x, y in LABELLED[10:159]:
+        reference.process(x, y)
+    reference.process(UNLABELLED[1][0])
+    for x, y in LABELLED[159:]:
+        reference.process(x, y)
+    expected = reference.snapshot()
+    assert service.pipeline.snapshot().keys() == expected.keys()
+    for name in [*MODELS, "ensemble"]:
+        stats = expected[name]
+        assert sample(registry, "driftline_samples_learned", model=name) == 200
+        assert sample(registry, "driftline_samples_learned", model=name) == stats.learned
+        assert sample(registry, "driftline_samples_tested", model=name) == stats.tested
+        assert sample(registry, "driftline_prequential_accuracy", model=name) == stats.accuracy
+        assert sample(registry, "driftline_rolling_accuracy", model=name) == stats.rolling_accuracy
+        assert sample(registry, "driftline_model_weight", model=name) == pytest.approx(stats.weight)
+        drifts = sample(registry, "driftline_drift_detections_total", model=name) or 0
+        assert drifts == stats.drifts
+
+
+def test_prequential_accuracy_gauge_equals_snapshot(served):
+    _, _, _, registry, service = served
+    snapshot = service.pipeline.snapshot()
+    for name in [*MODELS, "ensemble"]:
+        value = sample(registry, "driftline_prequential_accuracy", model=name)
+        assert value == snapshot[name].accuracy
+        assert 0.5 < value <= 1.0
+
+
+def test_dead_letters_carry_the_original_bytes_and_where_they_came_from(served):
+    values, _, sink, _, _ = served
+    # the positions in BAD are insertion points; find where each message ended up
+    bad_offsets = [i for i, v in enumerate(values) if any(v is b for _, b, _ in BAD)]
+    assert len(bad_offsets) == len(BAD)
+    assert len(sink.sent) == len(BAD)
+    by_value = {id(value): reason for _, value, reason in BAD}
+    for offset, (topic, value, key, headers) in zip(bad_offsets, sink.sent, strict=True):
+        original = values[offset]
+        h = dict(headers)
+        assert topic == "t.dlq"
+        assert key is None
+        assert value == (original or b"")
+        assert h["driftline.reason"] == by_value[id(original)].encode()
+        assert h["driftline.source.topic"] == b"events"
+        assert h["driftline.source.partition"] == b"0"
+        assert h["driftline.source.offset"] == str(offset).encode()
+        assert h["driftline.detail"]
+        assert int(h["driftline.time"]) > 0
+
+
+def test_run_commits_every_message_and_closes(served):
+    values, source, _, registry, _ = served
+    assert source.closed
+    assert source.exhausted()
+    assert source.committed == {0: len(values)}
+    batches = -(-len(values) // 50)
+    assert sample(registry, "driftline_batch_duration_seconds_count") == batches
+
+
+def test_status_is_json(served):
+    service = served[4]
+    status = json.loads(json.dumps(service.status()))
+    assert status["events"] == {"learned": 200, "unlabelled": 2, "dead_lettered": len(BAD)}
+    assert set(status["models"]) == {*MODELS, "ensemble"}
+    assert status["models"]["ensemble"]["learned"] == 200
+
+
+def test_process_batches_without_run():
+    values = messages()
+    source = ListSource("events", values, batch=7)
+    metrics = Metrics(CollectorRegistry())
+    service = Service(
+        source, build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics
+    )
+    while not source.exhausted():
+        service.process(source.poll())
+    r = metrics.registry
+    assert r.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 200
+    assert service.next_offsets == {0: len(values)}
+    assert not source.closed
+    assert source.committed == {}  # process never commits; run does
