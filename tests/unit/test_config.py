@@ -98,7 +98,9 @@ def test_full_file_loads(tmp_path):
         ModelSpec("lr", "logistic_regression"),
         ModelSpec("make_model", "tests.unit.factories:make_model"),
     )
-    assert s.drift == DriftSettings("page_hinkley", "reset", {"threshold": 30}, 3.0, 50.5, 0.9, 10.0)
+    assert s.drift == DriftSettings(
+        "page_hinkley", "reset", {"threshold": 30}, 3.0, 50.5, 0.9, 10.0
+    )
     assert isinstance(s.drift.boost, float)
     assert s.metrics == MetricsSettings("0.0.0.0", 0, 50)
     assert s.checkpoint == CheckpointSettings("ckpt", 1.0, 2)

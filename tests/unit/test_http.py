@@ -14,7 +14,7 @@ from driftline.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, Metrics
 STATUS = {"uptime_seconds": 1.5, "events": {"learned": 3}, "models": {"m": {"accuracy": 0.5}}}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server():
     metrics = Metrics(CollectorRegistry())
     metrics.observe_events({"learned": 3}, {"not_json": 1})

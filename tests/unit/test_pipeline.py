@@ -27,8 +27,9 @@ def one_model(model, detector="none", response="none", name="m"):
 # --- the acceptance property: same numbers as River ------------------------------------------
 
 RIVER = {
-    "logistic_regression": lambda: preprocessing.StandardScaler()
-    | linear_model.LogisticRegression(),
+    "logistic_regression": lambda: (
+        preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    ),
     "gaussian_nb": naive_bayes.GaussianNB,
     "hoeffding_tree": tree.HoeffdingTreeClassifier,
 }
@@ -145,7 +146,7 @@ def run_drift(response):
 
 @pytest.mark.parametrize("response", ["reset", "none", "reweight"])
 def test_abrupt_change_is_detected(response):
-    pipeline, member, _, drifts_at, _ = run_drift(response)
+    pipeline, _, _, drifts_at, _ = run_drift(response)
     assert drifts_at, "no drift detected"
     assert CHANGE <= drifts_at[0] < CHANGE + 300
     stats = pipeline.snapshot()

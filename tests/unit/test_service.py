@@ -165,9 +165,7 @@ def test_process_batches_without_run():
     values = messages()
     source = ListSource("events", values, batch=7)
     metrics = Metrics(CollectorRegistry())
-    service = Service(
-        source, build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics
-    )
+    service = Service(source, build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
     while not source.exhausted():
         service.process(source.poll())
     r = metrics.registry

@@ -168,8 +168,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(10**300), max_value=10**300)
     | st.floats()
     | small_text,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(small_text, children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(small_text, children, max_size=3)
+    ),
     max_leaves=6,
 )
 feature_values = st.one_of(
