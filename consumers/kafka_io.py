@@ -140,8 +140,10 @@ class KafkaSource:
                 out[tp.partition] = max(0, high - position)
         return out
 
-    def close(self) -> None:
-        self._consumer.close(autocommit=False)
+    def close(self, timeout: float = 5.0) -> None:
+        # Bounded: kafka-python would otherwise wait up to request_timeout_ms (5 minutes) to
+        # leave the group when the coordinator does not answer.
+        self._consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
 
 
 def _offset_and_metadata(offset: int) -> Any:

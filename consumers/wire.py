@@ -34,9 +34,18 @@ class Rejection:
     detail: str
 
 
+class _NotFinite(ValueError):
+    pass
+
+
 def _no_constant(name: str) -> Any:
     # json.loads accepts NaN and Infinity by default; they are not JSON and poison models.
-    raise ValueError(f"{name} is not a finite number")
+    raise _NotFinite(f"{name} is not a finite number")
+
+
+# Integers beyond this cannot become a float exactly (2**63 is far past float precision already,
+# and past ~1e308 a model's float conversion raises): such numbers are rejected.
+MAX_INT = 2**63
 
 
 # One decoder for all messages: json.loads with keyword arguments would build one per call.
@@ -62,6 +71,8 @@ class Decoder:
             return Rejection("not_utf8", str(exc))
         try:
             obj = _JSON.decode(text)
+        except _NotFinite as exc:
+            return Rejection("not_finite", str(exc))
         except (ValueError, RecursionError) as exc:
             return Rejection("not_json", str(exc)[:200])
         if type(obj) is not dict:
@@ -76,7 +87,10 @@ class Decoder:
             if t is float:
                 if v - v != 0.0:  # inf - inf is nan; nan - nan is nan; finite - itself is 0
                     return Rejection("not_finite", f"feature {key!r} is {v}")
-            elif t is not int and t is not str and t is not bool:
+            elif t is int:
+                if not -MAX_INT < v < MAX_INT:
+                    return Rejection("not_finite", f"feature {key!r} is an integer out of range")
+            elif t is not str and t is not bool:
                 found = "null" if v is None else t.__name__
                 return Rejection("bad_feature", f"feature {key!r} is {found}, not a scalar")
         event_id = obj.get("id")
@@ -88,8 +102,10 @@ class Decoder:
         kind = _LABEL_KINDS.get(type(y))
         if kind is None:
             return Rejection("bad_label", f"'y' must be a scalar, got {type(y).__name__}")
-        if kind == "number" and not math.isfinite(y):
-            return Rejection("not_finite", f"label is {y}")
+        if kind == "number":
+            in_range = -MAX_INT < y < MAX_INT if type(y) is int else math.isfinite(y)
+            if not in_range:
+                return Rejection("not_finite", "the label is not a finite number in range")
         if self.label_kind is None:
             self.label_kind = kind
         elif kind != self.label_kind:

@@ -9,6 +9,7 @@ Checks that need River (presets, factories, detector parameters) are done by
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -104,7 +105,7 @@ def _string(key: str, value: Any) -> str:
 
 def _topic(key: str, value: Any) -> str:
     value = _string(key, value)
-    if not _TOPIC.match(value):
+    if not _TOPIC.match(value) or value in (".", ".."):
         raise ConfigError(f"{key}: {value!r} is not a valid Kafka topic name")
     return value
 
@@ -150,7 +151,7 @@ def _float(low: float, high: float | None = None, *, open_low: bool = False) -> 
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         too_low = value <= low if open_low else value < low
-        if too_low or (high is not None and value > high) or value != value:
+        if too_low or (high is not None and value > high) or not math.isfinite(value):
             bounds = (">" if open_low else ">=") + f" {low}"
             if high is not None:
                 bounds += f" and <= {high}"
@@ -226,7 +227,10 @@ def _models(raw: Any) -> tuple[ModelSpec, ...]:
         if "model" not in entry:
             raise ConfigError(f"{where}.model: missing (a preset or 'package.module:factory')")
         model = _string(f"{where}.model", entry["model"])
-        name = _string(f"{where}.name", entry.get("name", model.rpartition(":")[2]))
+        module, sep, attr = model.partition(":")
+        if sep and not (module and attr):
+            raise ConfigError(f"{where}.model: {model!r} is not 'package.module:factory'")
+        name = _string(f"{where}.name", entry.get("name", attr or model))
         if not _MODEL_NAME.match(name) or name == "ensemble":
             raise ConfigError(
                 f"{where}.name: {name!r} must be letters, digits, '_' or '-' and not 'ensemble'"
@@ -248,7 +252,10 @@ def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
             values[key] = _section(key, value)
         else:
             raise _unknown(key, known, "top level")
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.dead_letter_topic == settings.kafka.topic:
+        raise ConfigError("kafka.dead_letter_topic: must differ from kafka.topic")
+    return settings
 
 
 def load_settings(path: str | Path | None) -> Settings:

@@ -9,6 +9,8 @@ import csv
 import gzip
 import io
 import itertools
+import math
+import random
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -23,15 +25,19 @@ SYNTHETIC = ("sea", "agrawal", "hyperplane", "stationary")
 
 
 def _scalar(text: str) -> Any:
-    """A CSV cell as int, float or, failing both, the string itself."""
+    """A CSV cell as int, float or, failing both, the string itself; None when empty or not a
+    finite number (a missing value: the feature is left out of the event)."""
+    if text == "":
+        return None
     try:
         return int(text)
     except ValueError:
         pass
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return text
+    return value if math.isfinite(value) else None
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -61,12 +67,15 @@ def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterato
         features = [(i, name) for i, name in enumerate(header) if i != t]
         rows = reader if limit is None else itertools.islice(reader, limit)
         try:
-            for n, row in enumerate(rows, start=2):
+            for row in rows:
+                if not row:
+                    continue  # a blank line
                 if len(row) != len(header):
-                    raise DataError(f"{path}:{n}: {len(row)} cells, the header has {len(header)}")
-                x = {name: _scalar(row[i]) for i, name in features}
-                y = _scalar(row[t]) if row[t] != "" else None
-                yield x, y
+                    raise DataError(
+                        f"{path}:{reader.line_num}: {len(row)} cells, the header has {len(header)}"
+                    )
+                x = {name: v for i, name in features if (v := _scalar(row[i])) is not None}
+                yield x, _scalar(row[t])
         except (UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path}: cannot read: {exc}") from None
 
@@ -85,47 +94,47 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("driftline.data") / filename))
 
 
+def _concepts(streams: list[Any], positions: list[int], width: int, n: int,
+              seed: int) -> Iterator[Row]:
+    """`n` events from a sequence of concepts: past the k-th position, concept k + 1 takes over
+    with probability sigmoid(4 (t - position) / width), as in River's ConceptDriftStream (whose
+    own sigmoid overflows on long streams).
+    """
+    rng = random.Random(seed)
+    sources = [iter(s) for s in streams]
+    for t in range(n):
+        k = 0
+        for i, position in enumerate(positions):
+            z = max(-50.0, min(50.0, 4.0 * (t - position) / width))
+            if rng.random() < 1.0 / (1.0 + math.exp(-z)):
+                k = i + 1
+        x, y = next(sources[k])
+        yield dict(x), int(y)
+
+
 def synthetic(name: str, n: int, seed: int = 42) -> Iterator[Row]:
     """A River stream of `n` events with drifts at known positions (see `drift_points`)."""
-    from river import datasets
     from river.datasets import synth
 
-    stream: Any
-    if name == "sea":  # abrupt drifts: variant changes every quarter
+    if name == "sea":  # abrupt drifts: the SEA variant changes at each quarter
         q = n // 4
-        stream = synth.ConceptDriftStream(
-            synth.SEA(variant=0, seed=seed),
-            synth.ConceptDriftStream(
-                synth.SEA(variant=1, seed=seed + 1),
-                synth.ConceptDriftStream(
-                    synth.SEA(variant=2, seed=seed + 2),
-                    synth.SEA(variant=3, seed=seed + 3),
-                    position=q, width=1, seed=seed,
-                ),
-                position=q, width=1, seed=seed,
-            ),
-            position=q, width=1, seed=seed,
-        )
-    elif name == "agrawal":  # gradual drifts between classification functions
-        q = n // 3
-        stream = synth.ConceptDriftStream(
-            synth.Agrawal(classification_function=0, seed=seed),
-            synth.ConceptDriftStream(
-                synth.Agrawal(classification_function=2, seed=seed + 1),
-                synth.Agrawal(classification_function=4, seed=seed + 2),
-                position=q, width=1000, seed=seed,
-            ),
-            position=q, width=1000, seed=seed,
-        )
+        parts = [synth.SEA(variant=v, seed=seed + v).take(q if v < 3 else n - 3 * q)
+                 for v in range(4)]
+        for x, y in itertools.chain.from_iterable(parts):
+            yield dict(x), int(y)
+    elif name == "agrawal":  # gradual drifts between classification functions, 1,000 wide
+        concepts = [synth.Agrawal(classification_function=f, seed=seed + i)
+                    for i, f in enumerate((0, 2, 4))]
+        yield from _concepts(concepts, drift_points("agrawal", n), 1000, n, seed)
     elif name == "hyperplane":  # incremental drift
         stream = synth.Hyperplane(seed=seed, n_features=10, n_drift_features=2, mag_change=0.001)
+        for x, y in stream.take(n):
+            yield dict(x), int(y)
     elif name == "stationary":
-        stream = synth.Agrawal(classification_function=1, seed=seed)
+        for x, y in synth.Agrawal(classification_function=1, seed=seed).take(n):
+            yield dict(x), int(y)
     else:
         raise DataError(f"--synthetic: unknown stream {name!r}; known: {', '.join(SYNTHETIC)}")
-    del datasets
-    for x, y in stream.take(n):
-        yield dict(x), (int(y) if isinstance(y, bool) else y)
 
 
 def drift_points(name: str, n: int) -> list[int]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from consumers.wire import encode
+from driftline.errors import DataError
 
 
 class Progress:
@@ -64,6 +65,8 @@ def publish(
     """Send each (x, y) as the wire bytes of one event; returns how many were sent."""
     if loop:
         cached = list(rows)
+        if not cached:
+            raise DataError("--loop: there are no rows to repeat")
         rows = itertools.chain.from_iterable(itertools.repeat(cached))
     if limit is not None:
         rows = itertools.islice(rows, limit)

@@ -66,18 +66,22 @@ class Service:
         reasons: Counter[str] = Counter()
         for record in records:
             event = decode(record.value)
+            if not isinstance(event, Rejection):
+                try:
+                    process(event.x, event.y)
+                except Exception as exc:  # a model's bug must not stop the service
+                    event = Rejection("model_error", f"{type(exc).__name__}: {exc}")
+                else:
+                    if event.y is None:
+                        unlabelled += 1
+                    else:
+                        learned += 1
             if isinstance(event, Rejection):
                 self.dead_letters.send(record, event)
                 reasons[event.reason] += 1
                 log.warning(
                     "dead-lettered %s: %s (%s)", where(record), event.reason, event.detail
                 )
-            else:
-                process(event.x, event.y)
-                if event.y is None:
-                    unlabelled += 1
-                else:
-                    learned += 1
             self.next_offsets[record.partition] = record.offset + 1
         if reasons:
             self.dead_letters.flush()  # before the commit, so a dead letter is never lost

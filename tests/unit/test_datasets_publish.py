@@ -79,13 +79,7 @@ def test_bundled_unknown():
         list(bundled("iris"))
 
 
-# ConceptDriftStream(width=1) overflows math.exp once position > 178: n >= 716 crashes.
-SEA_OVERFLOW = pytest.mark.xfail(
-    strict=True, raises=OverflowError, reason="bug: synthetic('sea', n >= 716) overflows"
-)
-
-
-@pytest.mark.parametrize("n", [700, pytest.param(1000, marks=SEA_OVERFLOW)])
+@pytest.mark.parametrize("n", [700, 1000, 100_000])
 def test_synthetic_is_deterministic(n):
     first = list(synthetic("sea", n, seed=5))
     assert len(first) == n
@@ -100,7 +94,7 @@ def test_synthetic_unknown():
         list(synthetic("waves", 10))
 
 
-@pytest.mark.parametrize("n", [700, pytest.param(4000, marks=SEA_OVERFLOW)])
+@pytest.mark.parametrize("n", [700, 4000])
 def test_sea_drift_points_are_where_the_concept_changes(n):
     points = drift_points("sea", n)
     q = n // 4

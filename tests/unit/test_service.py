@@ -23,7 +23,7 @@ LABELLED, UNLABELLED = ROWS[:200], ROWS[200:]
 BAD = [
     (0, b"{not json", "not_json"),
     (3, b"", "empty"),
-    (50, b'{"x": {"a": NaN}, "y": 1}', "not_json"),
+    (50, b'{"x": {"a": NaN}, "y": 1}', "not_finite"),
     (51, b'{"x": {"a": 1}, "y": {"class": 1}}', "bad_label"),
     (99, None, "empty"),
     (120, b'{"x": {"a": 1e999}, "y": 1}', "not_finite"),

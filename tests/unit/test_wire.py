@@ -51,11 +51,11 @@ def test_unlabelled_event(value):
         (b'{"x": {"a": {"b": 1}}}', "bad_feature"),
         (b'{"x": {"a": [1]}}', "bad_feature"),
         (b'{"x": {"a": null}}', "bad_feature"),
-        # NaN and Infinity are not JSON (RFC 8259): refused by the parser itself
-        (b'{"x": {"a": NaN}}', "not_json"),
-        (b'{"x": {"a": Infinity}}', "not_json"),
-        (b'{"x": {"a": -Infinity}}', "not_json"),
-        (b'{"x": {"a": 1}, "y": NaN}', "not_json"),
+        # NaN and Infinity literals are not JSON (RFC 8259) and not finite: one tag for both
+        (b'{"x": {"a": NaN}}', "not_finite"),
+        (b'{"x": {"a": Infinity}}', "not_finite"),
+        (b'{"x": {"a": -Infinity}}', "not_finite"),
+        (b'{"x": {"a": 1}, "y": NaN}', "not_finite"),
         # valid JSON numbers that overflow a float
         (b'{"x": {"a": 1e999}}', "not_finite"),
         (b'{"x": {"a": -1e999}}', "not_finite"),
@@ -107,12 +107,10 @@ def test_too_large():
 HUGE = b"1" + b"0" * 400
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="bug: decode raises on a huge int y")
 def test_huge_integer_label_is_rejected():
     assert isinstance(decode(b'{"x": {"a": 1}, "y": ' + HUGE + b"}"), Rejection)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a huge int feature is accepted, models overflow")
 def test_huge_integer_feature_is_rejected():
     assert isinstance(decode(b'{"x": {"a": ' + HUGE + b"}}"), Rejection)
 
@@ -143,7 +141,7 @@ def test_round_trip_of_floats_is_exact(v):
 
 scalars = st.one_of(
     st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63),
+    st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(),
 )
