@@ -8,7 +8,7 @@ import pytest
 from consumers.deadletter import DeadLetters
 from consumers.testing import ListSink, ListSource
 from consumers.wire import encode
-from driftline.config import Settings
+from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.metrics import CollectorRegistry, Metrics
 from driftline.service import Service
@@ -173,3 +173,20 @@ def test_process_batches_without_run():
     assert service.next_offsets == {0: len(values)}
     assert not source.closed
     assert source.committed == {}  # process never commits; run does
+
+
+def test_a_model_error_dead_letters_the_event_and_the_service_goes_on():
+    # logistic_regression's scaler cannot take a string feature: that event fails in the model.
+    values = [encode({"a": 1.0}, 1), encode({"a": "red"}, 0), encode({"a": 2.0}, 1)]
+    source = ListSource("events", values)
+    sink = ListSink()
+    registry = CollectorRegistry()
+    settings = Settings(models=(ModelSpec("lr", "logistic_regression"),),
+                        drift=DriftSettings(detector="none", response="none"))
+    service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
+                      Metrics(registry))
+    service.process(source.poll())
+    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 1
+    assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 2
+    assert [value for _, value, _, _ in sink.sent] == [values[1]]
+    assert service.next_offsets == {0: 3}
