@@ -25,7 +25,8 @@ cleanup() {
     "$BIN/driftline" kafka down --port "$PORT" || true
   fi
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 130' INT TERM  # exit runs the EXIT trap, once
 
 if ! "$BIN/python" -c "import sys; from consumers.kafka_io import broker_ready; sys.exit(not broker_ready('127.0.0.1:$PORT'))"; then
   echo "starting a local Kafka broker on 127.0.0.1:$PORT (the first start downloads it with Maven)"
