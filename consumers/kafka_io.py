@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    TopicPartition,
+)
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -78,7 +84,9 @@ def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, in
 class KafkaSource:
     """A consumer in a consumer group that yields `Record`s and commits only when told to.
 
-    Auto-commit is off: offsets are committed after the events they cover were processed.
+    Auto-commit is off. Where each assigned partition starts is decided by `on_assign`
+    (driftline seeks to its checkpointed offsets); `on_revoke` runs before partitions go, so the
+    state can be checkpointed first. Both run inside `poll`, between batches.
     """
 
     def __init__(
@@ -88,16 +96,40 @@ class KafkaSource:
         group_id: str,
         auto_offset_reset: str = "earliest",
         max_poll_records: int = 500,
+        *,
+        group_instance_id: str | None = None,
+        session_timeout_ms: int = 10_000,
+        on_assign: Callable[[list[int]], None] | None = None,
+        on_revoke: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.topic = topic
+        options: dict[str, Any] = {}
+        if group_instance_id:
+            options["group_instance_id"] = group_instance_id
         self._consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             auto_offset_reset=auto_offset_reset,
             enable_auto_commit=False,
             max_poll_records=max_poll_records,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+            **options,
         )
+        source = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                mine = [tp.partition for tp in revoked if tp.topic == source.topic]
+                if mine and on_revoke is not None:
+                    on_revoke(mine)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                mine = [tp.partition for tp in assigned if tp.topic == source.topic]
+                if mine and on_assign is not None:
+                    on_assign(mine)
+
+        self._consumer.subscribe([topic], listener=Listener())
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
         """The next batch of records, in offset order within each partition.
@@ -112,14 +144,30 @@ class KafkaSource:
             out.extend(messages)
         return out
 
+    def seek(self, partition: int, offset: int) -> None:
+        self._consumer.seek(TopicPartition(self.topic, partition), offset)
+
+    def seek_to_start(self, partition: int, reset: str) -> None:
+        """Position a partition with no checkpointed offset: "earliest" or "latest"."""
+        tp = TopicPartition(self.topic, partition)
+        if reset == "latest":
+            self._consumer.seek_to_end(tp)
+        else:
+            self._consumer.seek_to_beginning(tp)
+
+    def assignment(self) -> list[int]:
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
     def commit(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
-        """Commit, per partition, the offset of the next event to read."""
-        if not next_offsets:
-            return
+        """Commit, per partition, the offset of the next event to read (for lag monitoring)."""
+        assigned = {tp.partition for tp in self._consumer.assignment()}
         offsets: dict[Any, Any] = {
             TopicPartition(self.topic, p): _offset_and_metadata(o)
             for p, o in next_offsets.items()
+            if p in assigned
         }
+        if not offsets:
+            return
         if wait:
             self._consumer.commit(offsets)
         else:

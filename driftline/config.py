@@ -33,6 +33,10 @@ class KafkaSettings:
     auto_offset_reset: str = "earliest"
     dead_letter_topic: str = ""  # "" means "<topic>.dlq", resolved in `Settings`
     max_poll_records: int = 500
+    # Static group membership: a restarted instance takes its partitions back at once instead
+    # of waiting for the session to time out. "" derives one from the host and state folder.
+    group_instance_id: str = ""
+    session_timeout_ms: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class CheckpointSettings:
     dir: str = "state"
     interval_seconds: float = 5.0
     keep: int = 3
+    key_file: str = ""  # HMAC key; "" means $DRIFTLINE_CHECKPOINT_KEY or "<dir>/checkpoint.key"
 
 
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (
@@ -100,6 +105,12 @@ def _unknown(key: str, known: list[str], where: str) -> ConfigError:
 def _string(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
     return value
 
 
@@ -177,6 +188,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "auto_offset_reset": _choice(("earliest", "latest")),
             "dead_letter_topic": _optional_topic,
             "max_poll_records": _int(1, 100_000),
+            "group_instance_id": _optional_string,
+            "session_timeout_ms": _int(1000, 3_600_000),
         },
     ),
     "drift": (
@@ -197,7 +210,12 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
     ),
     "checkpoint": (
         CheckpointSettings,
-        {"dir": _string, "interval_seconds": _float(0.0, open_low=True), "keep": _int(1, 1000)},
+        {
+            "dir": _string,
+            "interval_seconds": _float(0.0, open_low=True),
+            "keep": _int(1, 1000),
+            "key_file": _optional_string,
+        },
     ),
 }
 _MODEL_KEYS = {"name": _string, "model": _string}

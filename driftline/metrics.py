@@ -76,6 +76,20 @@ class Metrics:
         self.batch_seconds = Histogram(
             "driftline_batch_duration_seconds", "Time to process one polled batch.", registry=r,
         )
+        self.checkpoint_age = Gauge(
+            "driftline_checkpoint_age_seconds",
+            "Seconds since the last checkpoint was written (NaN before the first).",
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "driftline_checkpoint_duration_seconds", "Time to write one checkpoint.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0), registry=r,
+        )
+        self.restored_offset = Gauge(
+            "driftline_checkpoint_restored_offset",
+            "The next offset of each partition in the checkpoint restored at start.",
+            ["partition"], registry=r,
+        )
         for outcome in OUTCOMES:
             self.events.labels(outcome)
         self._drifts_seen: dict[str, int] = {}
