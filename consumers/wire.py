@@ -53,12 +53,45 @@ _JSON = json.JSONDecoder(parse_constant=_no_constant)
 _LABEL_KINDS = {bool: "bool", int: "number", float: "number", str: "string"}
 
 
-class Decoder:
-    """Decodes messages; the first label seen fixes the label type of the stream."""
+FEATURE_KINDS = ("number", "string", "bool")
+_KIND_TYPES = {"number": (int, float), "string": (str,), "bool": (bool,)}
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+
+class Decoder:
+    """Decodes messages; the first label seen fixes the label type of the stream.
+
+    `features`, when given, maps each expected feature name to "number", "string" or "bool":
+    an event missing one, or with one of another type, is rejected (reason "schema"); so is an
+    event with other features unless `allow_extra_features`.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        features: dict[str, str] | None = None,
+        allow_extra_features: bool = True,
+    ) -> None:
         self.max_bytes = max_bytes
         self.label_kind: str | None = None
+        self.schema = (
+            {name: _KIND_TYPES[kind] for name, kind in features.items()} if features else None
+        )
+        self.allow_extra_features = allow_extra_features
+
+    def _check_schema(self, x: dict[str, Any]) -> Rejection | None:
+        assert self.schema is not None
+        for name, types in self.schema.items():
+            if name not in x:
+                return Rejection("schema", f"feature {name!r} is missing")
+            v = x[name]
+            # bool is an int subclass: a number feature must not accept true/false
+            if not isinstance(v, types) or (type(v) is bool and bool not in types):
+                return Rejection("schema", f"feature {name!r} is {type(v).__name__}, "
+                                           f"expected {_kind_name(types)}")
+        if not self.allow_extra_features and len(x) > len(self.schema):
+            extra = sorted(set(x) - set(self.schema))
+            return Rejection("schema", f"unexpected features {extra[:5]}")
+        return None
 
     def decode(self, value: bytes | None) -> Event | Rejection:
         if not value:
@@ -93,6 +126,8 @@ class Decoder:
             elif t is not str and t is not bool:
                 found = "null" if v is None else t.__name__
                 return Rejection("bad_feature", f"feature {key!r} is {found}, not a scalar")
+        if self.schema is not None and (bad := self._check_schema(x)) is not None:
+            return bad
         event_id = obj.get("id")
         if event_id is not None and type(event_id) is not str:
             return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")
@@ -113,6 +148,10 @@ class Decoder:
                 "label_type", f"label {y!r} is a {kind}; this stream's labels are {self.label_kind}"
             )
         return Event(x, y, event_id)
+
+
+def _kind_name(types: tuple[type, ...]) -> str:
+    return next(kind for kind, t in _KIND_TYPES.items() if t == types)
 
 
 def encode(x: dict[str, Any], y: Any = None, event_id: str | None = None) -> bytes:

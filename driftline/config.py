@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumers.wire import FEATURE_KINDS
 from driftline.errors import ConfigError
 
 DETECTORS = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "none")
@@ -57,6 +58,13 @@ class DriftSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    max_message_bytes: int = 1_000_000
+    features: Mapping[str, str] = field(default_factory=dict)  # name -> number|string|bool
+    allow_extra_features: bool = True
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     host: str = "127.0.0.1"
     port: int = 9108
@@ -85,6 +93,7 @@ class Settings:
     drift: DriftSettings = field(default_factory=DriftSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
 
     @property
     def dead_letter_topic(self) -> str:
@@ -178,6 +187,19 @@ def _table(key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _feature_kinds(key: str, value: Any) -> dict[str, str]:
+    table = _table(key, value)
+    for name, kind in table.items():
+        _choice(FEATURE_KINDS)(f"{key}.{name}", kind)
+    return table
+
+
 _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
     "kafka": (
         KafkaSettings,
@@ -202,6 +224,14 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "boost_decay": _float(0.0, open_low=True),
             "fading": _float(0.0, 1.0, open_low=True),
             "sharpness": _float(0.0),
+        },
+    ),
+    "validation": (
+        ValidationSettings,
+        {
+            "max_message_bytes": _int(16, 100_000_000),
+            "features": _feature_kinds,
+            "allow_extra_features": _bool,
         },
     ),
     "metrics": (

@@ -366,8 +366,11 @@ def serve(settings: Settings) -> int:
             log.warning("cannot create the dead-letter topic %s: %s",
                         settings.dead_letter_topic, exc)
         sink = KafkaSink(settings.kafka.bootstrap_servers)
+        v = settings.validation
+        decoder = Decoder(v.max_message_bytes, dict(v.features) or None, v.allow_extra_features)
+        dead_letters = DeadLetters(sink, settings.dead_letter_topic, v.max_message_bytes)
         service = Service(
-            source, pipeline, DeadLetters(sink, settings.dead_letter_topic), metrics,
+            source, pipeline, dead_letters, metrics, decoder,
             checkpoints=store,
             checkpoint_interval=settings.checkpoint.interval_seconds,
             offset_reset=settings.kafka.auto_offset_reset,

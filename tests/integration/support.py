@@ -100,3 +100,24 @@ class Service:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+    """Every record of `topic` from the start (kafka-python ConsumerRecords, with headers)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        extra_deadline = time.monotonic() + 1.0  # anything beyond `expected` shows up too
+        while time.monotonic() < extra_deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
