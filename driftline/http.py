@@ -1,39 +1,150 @@
-"""The metrics port: `/metrics` (Prometheus), `/` (dashboard page), `/api/stats`, `/healthz`.
+"""The metrics port: `/metrics` (Prometheus), `/` (dashboard page), `/api/stats`, `/api/history`,
+`/healthz`.
 
 A small threaded HTTP server, so that one port serves both Prometheus and people; every byte of
-the page is served from the package (no CDN).
+the page (HTML, CSS, JavaScript, icon) is served from the package (no CDN). A sampler thread
+records the status once a second in a ring buffer, so that the page's charts show the last
+minutes as soon as it opens.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import math
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 from driftline.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger("driftline.http")
 
+HISTORY_INTERVAL = 1.0  # seconds between two samples of the status
+HISTORY_SECONDS = 900.0  # how far back /api/history goes
+_GZIP_MIN = 2048  # smaller bodies are sent as they are
 
-def _static(name: str) -> bytes:
-    return (resources.files("driftline") / "static" / name).read_bytes()
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+def _static_files() -> dict[str, tuple[str, bytes]]:
+    """Every file of the package's static folder: name -> (content type, bytes)."""
+    files = {}
+    for entry in (resources.files("driftline") / "static").iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
+        if entry.is_file() and suffix in _CONTENT_TYPES:
+            files[entry.name] = (_CONTENT_TYPES[suffix], entry.read_bytes())
+    return files
+
+
+def _plain(value: Any) -> Any:
+    """`value` made strict JSON and compact: floats rounded to 6 decimals, NaN and infinities
+    as null (a browser's JSON.parse rejects NaN)."""
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class History:
+    """The status sampled every `interval` seconds over the last `seconds`, by a daemon thread.
+
+    Each sample is the status dict (compacted) with `t`, the Unix time it was taken. An empty
+    status (the service not started yet) is not recorded; a status call that fails is skipped.
+    """
+
+    def __init__(
+        self,
+        status: Callable[[], dict[str, Any]],
+        interval: float = HISTORY_INTERVAL,
+        seconds: float = HISTORY_SECONDS,
+    ) -> None:
+        self.interval = interval
+        self.seconds = seconds
+        self._status = status
+        self._samples: deque[dict[str, Any]] = deque(maxlen=max(1, round(seconds / interval)))
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="driftline-history", daemon=True)
+
+    def sample(self) -> None:
+        """Record the status now."""
+        try:
+            status = self._status()
+        except Exception:  # e.g. the pipeline swapped by a restore mid-call: next second
+            log.debug("status sample failed", exc_info=True)
+            return
+        if not status:
+            return
+        entry = _plain(status)
+        entry["t"] = round(time.time(), 3)
+        with self._lock:
+            self._samples.append(entry)
+
+    def since(self, t: float | None = None) -> list[dict[str, Any]]:
+        """The samples taken after Unix time `t` (all of them when `t` is None), oldest first."""
+        with self._lock:
+            samples = list(self._samples)
+        if t is None:
+            return samples
+        i = len(samples)
+        while i > 0 and samples[i - 1]["t"] > t:
+            i -= 1
+        return samples[i:]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            self.sample()
+            due += self.interval
+            delay = due - time.monotonic()
+            if delay < 0:  # fell behind (a slow status call): no burst to catch up
+                due, delay = time.monotonic(), 0.0
+            self._stop.wait(delay)
 
 
 class StatusServer:
     """Serves the metrics and dashboard on `host:port` from a daemon thread."""
 
     def __init__(
-        self, host: str, port: int, metrics: Metrics, status: Callable[[], dict[str, Any]]
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        status: Callable[[], dict[str, Any]],
+        *,
+        history_interval: float = HISTORY_INTERVAL,
+        history_seconds: float = HISTORY_SECONDS,
     ) -> None:
-        page = _static("index.html")
+        static = _static_files()
+        page = static["index.html"][1]
+        history = self.history = History(status, history_interval, history_seconds)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 if path == "/metrics":
                     self._send(200, CONTENT_TYPE_LATEST, metrics.render())
                 elif path in ("/", "/index.html"):
@@ -41,16 +152,43 @@ class StatusServer:
                 elif path == "/api/stats":
                     body = json.dumps(status()).encode()
                     self._send(200, "application/json", body)
+                elif path == "/api/history":
+                    self._history(query)
+                elif path.startswith("/static/") and path[len("/static/"):] in static:
+                    self._send(200, *static[path[len("/static/"):]])
+                elif path == "/favicon.ico" and "favicon.svg" in static:
+                    self._send(200, *static["favicon.svg"])
                 elif path == "/healthz":
                     self._send(200, "text/plain", b"ok\n")
                 else:
                     self._send(404, "text/plain", b"not found\n")
 
+            def _history(self, query: str) -> None:
+                since = parse_qs(query).get("since", [None])[-1]
+                try:
+                    t = None if since is None else float(since)
+                except ValueError:
+                    self._send(400, "text/plain", b"since: a Unix time in seconds\n")
+                    return
+                body = json.dumps({
+                    "interval_seconds": history.interval,
+                    "retention_seconds": history.seconds,
+                    "now": round(time.time(), 3),
+                    "samples": history.since(t),
+                }, separators=(",", ":")).encode()
+                self._send(200, "application/json", body)
+
             def _send(self, code: int, ctype: str, body: bytes) -> None:
+                encoding = None
+                if len(body) >= _GZIP_MIN and "gzip" in self.headers.get("Accept-Encoding", ""):
+                    body, encoding = gzip.compress(body, compresslevel=5), "gzip"
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
+                if encoding:
+                    self.send_header("Content-Encoding", encoding)
+                    self.send_header("Vary", "Accept-Encoding")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -69,8 +207,10 @@ class StatusServer:
 
     def start(self) -> None:
         self._thread.start()
+        self.history.start()
 
     def stop(self) -> None:
+        self.history.stop()
         if self._thread.is_alive():  # shutdown() waits for serve_forever, so only if it runs
             self._server.shutdown()
         self._server.server_close()

@@ -21,7 +21,8 @@ from tests.integration.support import (
 )
 
 FEATURES = ["period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"]
-CONFIG = """
+SCHEMA = ", ".join(f'{name} = "number"' for name in FEATURES)
+CONFIG = f"""
 [[models]]
 name = "lr"
 model = "logistic_regression"
@@ -31,8 +32,8 @@ detector = "none"
 response = "none"
 
 [validation]
-features = { %s }
-""" % ", ".join(f'{name} = "number"' for name in FEATURES)
+features = {{ {SCHEMA} }}
+"""
 
 MALFORMED = {
     "not_json": b'{"x": {"period": 0.5,',
