@@ -111,6 +111,7 @@ class Service:
         for partition, offset in state.offsets.items():
             self.metrics.restored_offset.labels(str(partition)).set(offset)
         self.metrics.observe_models(self.pipeline.snapshot())
+        self.metrics.observe_events(self.outcomes, {})  # counters carry on across restarts
         log.info(
             "restored %s: offsets %s, %d events learned",
             path.name, state.offsets, self.pipeline.labelled,

@@ -68,12 +68,13 @@ def test_sigterm_stops_within_ten_seconds_and_restart_continues(kafka_bootstrap,
         assert service.stop(timeout=10) == 0
     assert "stopped after 1000 events" in service.output()
 
-    # The group's committed offset means a restart reads only what came after.
+    # The restart resumes from the final checkpoint: only the new events are learned.
     driftline("publish", "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
               "--dataset", "elec", "--limit", "300")
     with Service(config, tmp_path / "serve2.log") as service:
-        wait_for(lambda: (sample(port, "driftline_events_total", outcome="learned") or 0) >= 300,
-                 timeout=90, what="300 new events learned")
+        wait_for(lambda: (sample(port, "driftline_samples_learned", model="ensemble") or 0)
+                 >= 1300, timeout=90, what="300 new events learned")
         time.sleep(2)  # anything replayed from before the restart would show up by now
-        assert sample(port, "driftline_events_total", outcome="learned") == 300
+        assert sample(port, "driftline_samples_learned", model="ensemble") == 1300
+        assert sample(port, "driftline_events_total", outcome="learned") == 1300
         assert service.stop() == 0
