@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Programs the tests use that pip cannot install (Java 17 and Maven for the local broker, kcat).
+# Programs the tests use that pip cannot install (Java 17 and Maven for the local broker, kcat,
+# prometheus/promtool for the deploy files, chromium and chromedriver for the dashboard test).
 system-deps:
 	scripts/system-deps.sh
 
@@ -27,10 +28,11 @@ unit: install
 
 # The broker fixture finds KAFKA_BOOTSTRAP_SERVERS, else Docker, else starts `driftline kafka up`.
 integration: install system-deps
-	$(BIN)/python -m pytest tests/integration
+	DRIFTLINE_REQUIRE_TOOLS=1 $(BIN)/python -m pytest tests/integration
 
+# DRIFTLINE_REQUIRE_TOOLS: a missing promtool fails the deploy-file tests instead of skipping them.
 test: install system-deps lint
-	$(BIN)/python -m pytest tests/unit tests/integration
+	DRIFTLINE_REQUIRE_TOOLS=1 $(BIN)/python -m pytest tests/unit tests/integration
 
 demo: install
 	scripts/demo.sh

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, the programs the tests need and pip cannot provide.
-# Java 17 and Maven run the local Kafka broker; kcat is an independent Kafka client for tests.
+# Java 17 and Maven run the local Kafka broker; kcat is an independent Kafka client for tests;
+# prometheus (with promtool) checks and runs the shipped Prometheus config and alerting rules;
+# chromium and chromium-driver show the dashboard page in a real headless browser.
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v kcat >/dev/null || missing+=(kcat)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 
 if ((${#missing[@]} == 0)); then
   exit 0
