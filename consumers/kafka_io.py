@@ -32,6 +32,7 @@ __all__ = [
     "broker_ready",
     "committed_offsets",
     "create_topic",
+    "topic_partitions",
 ]
 
 
@@ -69,6 +70,20 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> bool:
         return False
     finally:
         admin.close()
+
+
+def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partitions of `topic`, or [] while it does not exist."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        [described] = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    if described.get("error_code", 0) != 0:
+        return []
+    return sorted(
+        p["partition_index"] if isinstance(p, dict) else int(p) for p in described["partitions"]
+    )
 
 
 def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
@@ -129,7 +144,13 @@ class KafkaSource:
                 if mine and on_assign is not None:
                     on_assign(mine)
 
-        self._consumer.subscribe([topic], listener=Listener())
+        self._listener = Listener()
+        self._consumer.subscribe([topic], listener=self._listener)
+
+    def resubscribe(self) -> None:
+        """Join the group anew (a join that raced the topic's metadata can end unassigned)."""
+        self._consumer.unsubscribe()
+        self._consumer.subscribe([self.topic], listener=self._listener)
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
         """The next batch of records, in offset order within each partition.

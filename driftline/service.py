@@ -33,6 +33,7 @@ from pipeline.core import Pipeline, build_pipeline
 log = logging.getLogger("driftline.service")
 
 COMMIT_INTERVAL = 1.0  # seconds between asynchronous offset commits
+UNASSIGNED_REJOIN = 20.0  # seconds without any assigned partition before rejoining the group
 
 
 class Source(Protocol):
@@ -79,6 +80,8 @@ class Service:
         self.last_poll_ok: float | None = None
         self.lag: dict[int, int] = {}
         self._checkpointed_offsets: dict[int, int] = {}
+        self._ever_assigned = False
+        self._rejoins = 0
         # Rebalance callbacks may run on the client's I/O thread: they wait for a batch in hand.
         self._lock = threading.RLock()
         metrics.checkpoint_age.set_function(self.checkpoint_age)
@@ -146,6 +149,7 @@ class Service:
         seek = getattr(self.source, "seek", None)
         if seek is None:
             return
+        self._ever_assigned = True
         with self._lock:
             for partition in partitions:
                 offset = self.next_offsets.get(partition)
@@ -218,7 +222,7 @@ class Service:
         """Poll, process, checkpoint and commit until `stop` is set (or `max_events` were
         consumed); then a final checkpoint and a synchronous commit."""
         last_lag = last_commit = 0.0
-        last_checkpoint = time.monotonic()
+        last_checkpoint = unassigned_since = time.monotonic()
         backoff = 0.5
         try:
             while not stop.is_set():
@@ -245,6 +249,7 @@ class Service:
                         self.lag = self.source.lag()
                         self.metrics.observe_lag(self.lag)
                         last_lag = now
+                        unassigned_since = self._watch_assignment(now, unassigned_since)
                     backoff = 0.5
                 except KafkaError as exc:
                     # The broker is away: the batch in hand was processed up to where it
@@ -255,6 +260,22 @@ class Service:
                     self._rewind()
         finally:
             self._shutdown()
+
+    def _watch_assignment(self, now: float, unassigned_since: float) -> float:
+        """Rejoin when no partition has been assigned for a while (a join that raced the
+        topic's metadata can stay empty); returns the new start of the unassigned spell."""
+        assignment = getattr(self.source, "assignment", None)
+        if assignment is None or self._ever_assigned or assignment():
+            return now
+        # Only before any assignment ever, and a few times: with more instances than
+        # partitions, an idle member is normal and must not keep the group rebalancing.
+        if now - unassigned_since > UNASSIGNED_REJOIN and self._rejoins < 3:
+            self._rejoins += 1
+            log.warning("no partition of the topic assigned for %.0f s: rejoining the group",
+                        now - unassigned_since)
+            self.source.resubscribe()  # type: ignore[attr-defined]
+            return now
+        return unassigned_since
 
     def _rewind(self) -> None:
         seek = getattr(self.source, "seek", None)
@@ -306,12 +327,21 @@ def _instance_id(settings: Settings) -> str:
 
 def _connect_source(settings: Settings, stop: threading.Event, holder: dict[str, Any]) -> Any:
     """A Kafka consumer, waiting with backoff while the broker cannot be reached."""
-    from consumers.kafka_io import KafkaSource
+    from consumers.kafka_io import KafkaSource, topic_partitions
 
     k = settings.kafka
     delay = 0.5
+    waited_for_topic = 0.0
     while not stop.is_set():
         try:
+            # Subscribe only once the topic exists: a group join that races the topic's
+            # creation can end with no partitions assigned.
+            if not topic_partitions(k.bootstrap_servers, k.topic):
+                if waited_for_topic == 0.0 or time.monotonic() - waited_for_topic > 30:
+                    log.info("waiting for topic %s to exist (publish to it or create it)", k.topic)
+                    waited_for_topic = time.monotonic()
+                stop.wait(1.0)
+                continue
             return KafkaSource(
                 k.bootstrap_servers, k.topic, k.group_id, k.auto_offset_reset, k.max_poll_records,
                 group_instance_id=_instance_id(settings),
