@@ -1,5 +1,5 @@
 """The metrics port: `/metrics` (Prometheus), `/` (dashboard page), `/api/stats`, `/api/history`,
-`/healthz`.
+`/healthz` (alive), `/readyz` (consuming).
 
 A small threaded HTTP server, so that one port serves both Prometheus and people; every byte of
 the page (HTML, CSS, JavaScript, icon) is served from the package (no CDN). A sampler thread
@@ -135,6 +135,7 @@ class StatusServer:
         metrics: Metrics,
         status: Callable[[], dict[str, Any]],
         *,
+        ready: Callable[[], bool] = lambda: True,
         history_interval: float = HISTORY_INTERVAL,
         history_seconds: float = HISTORY_SECONDS,
     ) -> None:
@@ -160,6 +161,11 @@ class StatusServer:
                     self._send(200, *static["favicon.svg"])
                 elif path == "/healthz":
                     self._send(200, "text/plain", b"ok\n")
+                elif path == "/readyz":
+                    if ready():
+                        self._send(200, "text/plain", b"ready\n")
+                    else:
+                        self._send(503, "text/plain", b"not consuming\n")
                 else:
                     self._send(404, "text/plain", b"not found\n")
 

@@ -384,6 +384,7 @@ def serve(settings: Settings) -> int:
         settings.metrics.port,
         metrics,
         lambda: holder["service"].status() if "service" in holder else {},
+        ready=lambda: "service" in holder and holder["service"].ready(),
     )
     server.start()
     log.info("metrics and dashboard on http://%s:%d/", settings.metrics.host, server.port)

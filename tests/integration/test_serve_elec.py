@@ -4,6 +4,7 @@ prequential accuracy."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 from river import evaluate, linear_model, metrics, preprocessing
 
@@ -41,6 +42,8 @@ def test_live_accuracy_equals_river_progressive_val_score(kafka_bootstrap, new_t
         live = sample(port, "driftline_prequential_accuracy", model="logreg")
         served = sample(port, "driftline_prequential_accuracy", model="ensemble")
         learned = sample(port, "driftline_events_total", outcome="learned")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            assert response.status == 200  # consuming
         assert service.stop() == 0, service.output()
 
     reference = evaluate.progressive_val_score(

@@ -77,3 +77,20 @@ def test_unknown_path(server):
 def test_port_in_use(server):
     with pytest.raises(ConfigError, match=r"metrics\.port"):
         StatusServer("127.0.0.1", server.port, Metrics(CollectorRegistry()), dict)
+
+
+def test_readyz_follows_the_ready_callable():
+    state = {"ready": False}
+    server = StatusServer("127.0.0.1", 0, Metrics(CollectorRegistry()), dict,
+                          ready=lambda: state["ready"])
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/readyz"
+        with pytest.raises(urllib.error.HTTPError) as excinfo:
+            urllib.request.urlopen(url, timeout=5)
+        assert excinfo.value.code == 503
+        state["ready"] = True
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.stop()
