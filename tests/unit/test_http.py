@@ -2,6 +2,7 @@
 
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 
@@ -92,5 +93,41 @@ def test_readyz_follows_the_ready_callable():
         state["ready"] = True
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.status == 200
+    finally:
+        server.stop()
+
+
+def test_history_keeps_recent_samples_drops_empty_ones_and_filters_by_time():
+    from driftline.http import History
+
+    statuses = iter([{}, {"v": 1.0}, {"v": float("nan")}, {"v": 3.0}])
+    history = History(lambda: next(statuses), interval=1.0, seconds=2.0)
+    for _ in range(4):
+        history.sample()
+    samples = history.since()
+    assert [s["v"] for s in samples] == [None, 3.0]  # the empty status skipped, NaN as null
+    assert len(samples) == 2  # and only seconds / interval samples kept
+    assert history.since(samples[0]["t"] - 1) == samples
+    assert history.since(samples[-1]["t"]) == []  # strictly after
+
+
+def test_api_history_answers_json_and_rejects_a_bad_since():
+    server = StatusServer("127.0.0.1", 0, Metrics(CollectorRegistry()), lambda: {"events": {}},
+                          history_interval=0.05)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/api/history"
+        wait = 0
+        while wait < 50:
+            with urllib.request.urlopen(base, timeout=5) as response:
+                body = json.loads(response.read())
+            if body["samples"]:
+                break
+            wait += 1
+            threading.Event().wait(0.05)
+        assert body["samples"] and body["samples"][0]["events"] == {}
+        with pytest.raises(urllib.error.HTTPError) as excinfo:
+            urllib.request.urlopen(base + "?since=yesterday", timeout=5)
+        assert excinfo.value.code == 400
     finally:
         server.stop()
