@@ -48,6 +48,11 @@ class Metrics:
             "driftline_model_weight", "The member's normalised weight in the ensemble vote.",
             ["model"], registry=r,
         )
+        self.failed = Gauge(
+            "driftline_model_failed",
+            "1 once the model raised and was set aside (it no longer predicts or learns).",
+            ["model"], registry=r,
+        )
         self.drifts = Counter(
             "driftline_drift_detections", "Drifts detected in the model's error stream.",
             ["model"], registry=r,
@@ -103,6 +108,7 @@ class Metrics:
             self.samples_learned.labels(name).set(stats.learned)
             self.samples_tested.labels(name).set(stats.tested)
             self.model_weight.labels(name).set(stats.weight)
+            self.failed.labels(name).set(1 if stats.failed else 0)
             # Counters only go up: add what is new since the last batch (after a restore, the
             # whole restored count at once).
             new = stats.drifts - self._drifts_seen.get(name, 0)

@@ -97,8 +97,8 @@ class Service:
             log.info("no checkpoint in %s: starting from scratch", self.checkpoints.directory)
             return False
         state, path = loaded
-        configured = [m.name for m in self.pipeline.members]
-        saved = [m.name for m in state.pipeline.members]
+        configured = [m.name for m in self.pipeline.members + self.pipeline.failed]
+        saved = [m.name for m in state.pipeline.members + state.pipeline.failed]
         if configured != saved:
             raise ConfigError(
                 f"[[models]]: the configured models {configured} differ from those of checkpoint "
@@ -174,24 +174,33 @@ class Service:
     def _process(self, records: list[Record]) -> None:
         start = time.perf_counter()
         decode = self.decoder.decode
-        process = self.pipeline.process
-        learned = unlabelled = 0
+        pipeline = self.pipeline
+        process = pipeline.process
+        learned = unlabelled = dead = 0
         reasons: Counter[str] = Counter()
         for record in records:
             event = decode(record.value)
             if not isinstance(event, Rejection):
                 try:
                     process(event.x, event.y)
-                except Exception as exc:  # a model's bug must not stop the service
+                except Exception as exc:  # a bug outside the members must not stop us either
                     event = Rejection("model_error", f"{type(exc).__name__}: {exc}")
                 else:
-                    if event.y is None:
+                    if pipeline.errors:  # a member raised on it and was set aside
+                        failures = "; ".join(f"{name}: {error}" for name, error in pipeline.errors)
+                        log.error("model failed on %s, set aside: %s", where(record), failures)
+                        self.dead_letters.send(record, Rejection("model_error", failures))
+                        reasons["model_error"] += 1
+                    if not pipeline.members:  # nobody left who learned it
+                        dead += 1
+                    elif event.y is None:
                         unlabelled += 1
                     else:
                         learned += 1
             if isinstance(event, Rejection):
                 self.dead_letters.send(record, event)
                 reasons[event.reason] += 1
+                dead += 1
                 log.warning(
                     "dead-lettered %s: %s (%s)", where(record), event.reason, event.detail
                 )
@@ -201,7 +210,7 @@ class Service:
         counts = {
             "learned": learned,
             "unlabelled": unlabelled,
-            "dead_lettered": sum(reasons.values()),
+            "dead_lettered": dead,
         }
         self.outcomes.update(counts)
         now = time.time()

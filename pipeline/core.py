@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 ENSEMBLE = "ensemble"
 
 
+class NoHealthyModel(RuntimeError):
+    """Every configured model has raised: nothing can predict or learn."""
+
+
 @dataclass(frozen=True)
 class ModelStats:
     """What the metrics and `evaluate` report of one model (or of the ensemble)."""
@@ -44,6 +48,7 @@ class ModelStats:
     drifts: int
     weight: float  # normalised ensemble weight; 1.0 for the ensemble itself
     last_drift_time: float | None  # unix time of the last detected drift
+    failed: bool = False  # the model raised: it no longer predicts or learns
 
 
 class Score:
@@ -86,6 +91,7 @@ class Member:
         "den",
         "detector",
         "drifts",
+        "error",
         "last_drift_time",
         "learned",
         "model",
@@ -109,6 +115,7 @@ class Member:
         self.num = 0.0  # faded count of correct predictions
         self.den = 0.0  # faded count of predictions
         self.weight = 1.0
+        self.error: str | None = None  # why the model was set aside, once it raised
 
 
 class Pipeline:
@@ -127,7 +134,9 @@ class Pipeline:
     ) -> None:
         if not members:
             raise ValueError("a pipeline needs at least one member")
-        self.members = list(members)
+        self.members = list(members)  # the healthy ones, in configuration order
+        self.failed: list[Member] = []  # those whose model raised, kept for reporting
+        self.errors: list[tuple[str, str]] = []  # (member, error) raised by the last event
         self.response = response
         self.boost = boost
         self.boost_decay = boost_decay
@@ -150,8 +159,24 @@ class Pipeline:
 
         An event without a label (`y is None`) only gets a prediction.
         """
+        if self.errors:
+            self.errors = []
         members = self.members
-        preds = [m.model.predict_one(x) for m in members]
+        if not members:
+            raise NoHealthyModel("every configured model has failed")
+        raised: list[tuple[Member, Exception]] = []
+        preds: list[Hashable | None] = []
+        for member in members:
+            try:  # free unless it raises (Python 3.11)
+                preds.append(member.model.predict_one(x))
+            except Exception as exc:  # a model's bug must not take the others down
+                preds.append(None)
+                raised.append((member, exc))
+        if raised:
+            preds = self._set_aside(raised, preds)
+            members = self.members
+            if not members:
+                raise NoHealthyModel("every configured model has failed")
         served = self._vote(preds)
         if y is None:
             self.unlabelled += 1
@@ -181,22 +206,42 @@ class Pipeline:
             self._on_drift(member, step)
 
         for member in members:
-            if member.boost_start < 0:  # the common case, kept cheap
-                member.model.learn_one(x, y)
-                member.learned += 1
-                continue
-            w = self._sample_weight(member, step)
-            if w == 1.0:
-                member.model.learn_one(x, y)
-            elif member.takes_weight:
-                member.model.learn_one(x, y, w=w)
-            else:  # no weight support: a raised weight becomes repeated learning
-                for _ in range(max(1, round(w))):
+            try:
+                if member.boost_start < 0:  # the common case, kept cheap
                     member.model.learn_one(x, y)
-            member.learned += 1
+                    member.learned += 1
+                    continue
+                w = self._sample_weight(member, step)
+                if w == 1.0:
+                    member.model.learn_one(x, y)
+                elif member.takes_weight:
+                    member.model.learn_one(x, y, w=w)
+                else:  # no weight support: a raised weight becomes repeated learning
+                    for _ in range(max(1, round(w))):
+                        member.model.learn_one(x, y)
+                member.learned += 1
+            except Exception as exc:
+                raised.append((member, exc))
+        if raised:
+            self._set_aside(raised, [])
+            several = len(self.members) > 1
         if several:
             self._reweight_members()
         return served
+
+    def _set_aside(
+        self, raised: list[tuple[Member, Exception]], preds: list[Hashable | None]
+    ) -> list[Hashable | None]:
+        """Move members whose model raised to `failed`; the predictions of those that remain."""
+        gone = {id(member) for member, _ in raised}
+        kept = [p for m, p in zip(self.members, preds, strict=False) if id(m) not in gone]
+        for member, exc in raised:
+            member.error = f"{type(exc).__name__}: {exc}"
+            member.weight = 0.0
+            self.errors.append((member.name, member.error))
+            self.failed.append(member)
+        self.members = [m for m in self.members if id(m) not in gone]
+        return kept
 
     # --- weighting ------------------------------------------------------------------------
 
@@ -241,7 +286,7 @@ class Pipeline:
 
     def snapshot(self) -> dict[str, ModelStats]:
         """Stats of every member and of the ensemble (`"ensemble"`), for metrics and reports."""
-        total = sum(m.weight for m in self.members)
+        total = sum(m.weight for m in self.members) or 1.0
         out = {
             m.name: ModelStats(
                 accuracy=m.score.accuracy,
@@ -251,16 +296,18 @@ class Pipeline:
                 drifts=m.drifts,
                 weight=m.weight / total,
                 last_drift_time=m.last_drift_time,
+                failed=m.error is not None,
             )
-            for m in self.members
+            for m in self.members + self.failed
         }
-        drift_times = [m.last_drift_time for m in self.members if m.last_drift_time is not None]
+        everyone = self.members + self.failed
+        drift_times = [m.last_drift_time for m in everyone if m.last_drift_time is not None]
         out[ENSEMBLE] = ModelStats(
             accuracy=self.ensemble.accuracy,
             rolling_accuracy=self.ensemble.rolling_accuracy,
             tested=self.ensemble.tested,
             learned=self.labelled,
-            drifts=sum(m.drifts for m in self.members),
+            drifts=sum(m.drifts for m in everyone),
             weight=1.0,
             last_drift_time=max(drift_times) if drift_times else None,
         )

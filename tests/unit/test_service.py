@@ -175,8 +175,9 @@ def test_process_batches_without_run():
     assert source.committed == {}  # process never commits; run does
 
 
-def test_a_model_error_dead_letters_the_event_and_the_service_goes_on():
-    # logistic_regression's scaler cannot take a string feature: that event fails in the model.
+def test_when_the_only_model_raises_every_event_is_dead_lettered_and_the_service_goes_on():
+    # logistic_regression's scaler cannot take a string feature: the model raises on it, is set
+    # aside, and with no model left the following events are dead-lettered too.
     values = [encode({"a": 1.0}, 1), encode({"a": "red"}, 0), encode({"a": 2.0}, 1)]
     source = ListSource("events", values)
     sink = ListSink()
@@ -186,7 +187,53 @@ def test_a_model_error_dead_letters_the_event_and_the_service_goes_on():
     service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
                       Metrics(registry))
     service.process(source.poll())
-    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 1
-    assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 2
-    assert [value for _, value, _, _ in sink.sent] == [values[1]]
+    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 2
+    assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 1
+    assert registry.get_sample_value("driftline_model_failed", {"model": "lr"}) == 1
+    assert [value for _, value, _, _ in sink.sent] == values[1:]
     assert service.next_offsets == {0: 3}
+
+
+class BreaksOnSecondLearn:
+    """A classifier with a bug: it raises the second time it learns."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def predict_one(self, x):
+        return 1 if self.seen else None
+
+    def learn_one(self, x, y):
+        self.seen += 1
+        if self.seen == 2:
+            raise ZeroDivisionError("bug in learn_one")
+
+
+def make_breaking():
+    return BreaksOnSecondLearn()
+
+
+def test_a_member_that_raises_is_set_aside_and_the_others_go_on():
+    values = [encode(x, y) for x, y in bundled("elec", limit=50)]
+    source = ListSource("events", values)
+    sink = ListSink()
+    registry = CollectorRegistry()
+    settings = Settings(models=(ModelSpec("nc", "no_change"),
+                                ModelSpec("buggy", "tests.unit.test_service:make_breaking")),
+                        drift=DriftSettings(detector="none", response="none"))
+    service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
+                      Metrics(registry))
+    service.process(source.poll())
+    assert registry.get_sample_value("driftline_model_failed", {"model": "buggy"}) == 1
+    assert registry.get_sample_value("driftline_model_failed", {"model": "nc"}) == 0
+    assert registry.get_sample_value("driftline_samples_learned", {"model": "nc"}) == 50
+    assert registry.get_sample_value("driftline_samples_learned", {"model": "buggy"}) == 1
+    assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 50
+    assert registry.get_sample_value("driftline_events_total", {"outcome": "dead_lettered"}) == 0
+    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 1
+    [(_, value, _, headers)] = sink.sent
+    assert value == values[1]  # the event it raised on, with the exception
+    assert b"buggy: ZeroDivisionError: bug in learn_one" in dict(headers)["driftline.detail"]
+    snapshot = service.pipeline.snapshot()
+    assert snapshot["buggy"].failed and not snapshot["nc"].failed
+    assert snapshot["ensemble"].accuracy == snapshot["nc"].accuracy  # served by nc alone
