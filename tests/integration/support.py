@@ -15,6 +15,18 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+# One `logistic_regression` member named "lr", no drift detection: the configuration whose
+# accuracy must equal River's progressive_val_score.
+ONE_MODEL = """
+[[models]]
+name = "lr"
+model = "logistic_regression"
+
+[drift]
+detector = "none"
+response = "none"
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:

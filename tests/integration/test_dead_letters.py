@@ -12,6 +12,7 @@ from consumers.kafka_io import KafkaSink
 from consumers.wire import encode
 from driftline.datasets import bundled
 from tests.integration.support import (
+    ONE_MODEL,
     Service,
     free_port,
     read_topic,
@@ -22,15 +23,7 @@ from tests.integration.support import (
 
 FEATURES = ["period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"]
 SCHEMA = ", ".join(f'{name} = "number"' for name in FEATURES)
-CONFIG = f"""
-[[models]]
-name = "lr"
-model = "logistic_regression"
-
-[drift]
-detector = "none"
-response = "none"
-
+CONFIG = ONE_MODEL + f"""
 [validation]
 features = {{ {SCHEMA} }}
 """

@@ -18,17 +18,7 @@ from river import evaluate, linear_model, metrics, preprocessing
 
 from driftline.checkpoint import CheckpointStore, load_key
 from driftline.datasets import bundled
-from tests.integration.support import Service, free_port, sample, wait_for, write_config
-
-ONE_MODEL = """
-[[models]]
-name = "lr"
-model = "logistic_regression"
-
-[drift]
-detector = "none"
-response = "none"
-"""
+from tests.integration.support import ONE_MODEL, Service, free_port, sample, wait_for, write_config
 
 
 def river_accuracy(n: int) -> float:

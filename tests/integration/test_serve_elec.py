@@ -10,20 +10,17 @@ from river import evaluate, linear_model, metrics, preprocessing
 
 from consumers.kafka_io import committed_offsets
 from driftline.datasets import bundled
-from tests.integration.support import Service, driftline, free_port, sample, wait_for, write_config
+from tests.integration.support import (
+    ONE_MODEL,
+    Service,
+    driftline,
+    free_port,
+    sample,
+    wait_for,
+    write_config,
+)
 
 N = 5000
-
-ONE_MODEL = """
-[[models]]
-name = "logreg"
-model = "logistic_regression"
-
-[drift]
-detector = "none"
-response = "none"
-"""
-
 
 def test_live_accuracy_equals_river_progressive_val_score(kafka_bootstrap, new_topic, tmp_path):
     topic = new_topic()
@@ -36,10 +33,10 @@ def test_live_accuracy_equals_river_progressive_val_score(kafka_bootstrap, new_t
 
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(
-            lambda: sample(port, "driftline_samples_learned", model="logreg") == N,
+            lambda: sample(port, "driftline_samples_learned", model="lr") == N,
             timeout=90, what=f"{N} samples learned",
         )
-        live = sample(port, "driftline_prequential_accuracy", model="logreg")
+        live = sample(port, "driftline_prequential_accuracy", model="lr")
         served = sample(port, "driftline_prequential_accuracy", model="ensemble")
         learned = sample(port, "driftline_events_total", outcome="learned")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
