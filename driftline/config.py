@@ -54,7 +54,7 @@ class DriftSettings:
     boost: float = 2.0  # sample weight right after a drift (reweight)
     boost_decay: float = 200.0  # events for the boost to fall by a factor e
     fading: float = 0.995  # fading factor of the accuracy that drives ensemble weights
-    sharpness: float = 40.0  # how strongly ensemble weights favour the most accurate member
+    sharpness: float = 10.0  # how strongly ensemble weights favour the most accurate member
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,10 @@ class CheckpointSettings:
     key_file: str = ""  # HMAC key; "" means $DRIFTLINE_CHECKPOINT_KEY or "<dir>/checkpoint.key"
 
 
-DEFAULT_MODELS: tuple[ModelSpec, ...] = (
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (  # chosen with benchmarks/drift.py (docs/drift.md)
+    ModelSpec("passive_aggressive", "passive_aggressive"),
     ModelSpec("logistic_regression", "logistic_regression"),
-    ModelSpec("hoeffding_tree", "hoeffding_tree"),
-    ModelSpec("no_change", "no_change"),
+    ModelSpec("hoeffding_tree", "hoeffding_tree_fast"),
 )
 
 

@@ -9,7 +9,7 @@ from river import evaluate as river_evaluate
 from river import linear_model, metrics, naive_bayes, preprocessing, tree
 
 from driftline.config import DriftSettings, ModelSpec, Settings
-from driftline.datasets import bundled
+from driftline.datasets import bundled, synthetic
 from driftline.errors import ConfigError
 from pipeline import build_pipeline
 from pipeline.core import Member, Pipeline
@@ -108,10 +108,29 @@ def test_bad_model_spec(spec, message):
         build_model(spec, "k")
 
 
+def test_the_fast_tree_predicts_as_rivers_tree():
+    """`hoeffding_tree_fast` is River's tree with those parameters; only predict_one is ours."""
+    ours = build_model("hoeffding_tree_fast", "k")
+    river_tree = tree.HoeffdingTreeClassifier(grace_period=100, delta=1e-3, leaf_prediction="mc")
+    rng = random.Random(2)
+    assert ours.predict_one({"a": 1.0}) is river_tree.predict_one({"a": 1.0}) is None
+    for i, (x, y) in enumerate(synthetic("agrawal", 6000, seed=3)):
+        if i % 3 == 0:  # missing features take the most travelled branch
+            x = {k: v for k, v in x.items() if rng.random() < 0.7}
+        assert ours.predict_one(x) == river_tree.predict_one(x)
+        w = rng.choice([1.0, 1.5, 2.0])
+        ours.learn_one(x, y, w=w)
+        river_tree.learn_one(x, y, w=w)
+    assert ours.height > 2  # the comparison went through real splits
+    assert ours.clone().grace_period == 100
+
+
 def test_accepts_weight():
     assert accepts_weight(tree.HoeffdingTreeClassifier())
     assert accepts_weight(preprocessing.StandardScaler() | linear_model.LogisticRegression())
     assert not accepts_weight(naive_bayes.GaussianNB())
+    assert not accepts_weight(build_model("passive_aggressive", "k"))  # learns repeatedly
+    assert accepts_weight(build_model("hoeffding_tree_fast", "k"))
 
 
 # --- drift --------------------------------------------------------------------------------
@@ -202,18 +221,20 @@ class AlwaysWrong:
         pass
 
 
-def run_ensemble(n, fading=0.995, sharpness=40.0):
-    members = [Member("bad", AlwaysWrong(), None, 1000), Member("good", AlwaysRight(), None, 1000)]
+def run_ensemble(n, fading=0.995, sharpness=10.0, members=None):
+    members = members or [
+        Member("bad", AlwaysWrong(), None, 1000), Member("good", AlwaysRight(), None, 1000)
+    ]
     pipeline = Pipeline(members, fading=fading, sharpness=sharpness)
     rng = random.Random(3)
     for _ in range(n):
         x = {"a": rng.random()}
         pipeline.process(x, concept(x))
-    return pipeline.snapshot()
+    return pipeline
 
 
 def test_ensemble_follows_the_good_member():
-    stats = run_ensemble(300)
+    stats = run_ensemble(300).snapshot()
     assert stats["good"].accuracy == 1.0
     assert stats["bad"].accuracy == 0.0
     assert stats["ensemble"].accuracy >= stats["good"].accuracy - 0.01
@@ -225,12 +246,50 @@ def test_ensemble_follows_the_good_member():
 @pytest.mark.parametrize("n", [1, 5, 50])
 def test_ensemble_weights_follow_the_documented_formula(n):
     fading, sharpness = 0.9, 2.0
-    stats = run_ensemble(n, fading, sharpness)
+    pipeline = run_ensemble(n, fading, sharpness)
+    bad, good = pipeline.members
     s = sum(fading**k for k in range(n))  # faded count of (correct) predictions
     a_good, a_bad = (s + 1) / (s + 2), 1 / (s + 2)
     w_bad = math.exp(sharpness * (a_bad - a_good))
-    assert math.isclose(stats["good"].weight, 1 / (1 + w_bad), rel_tol=1e-12)
-    assert math.isclose(stats["bad"].weight, w_bad / (1 + w_bad), rel_tol=1e-12)
+    assert math.isclose(good.weight, 1.0, rel_tol=1e-12)  # the leader's
+    assert math.isclose(bad.weight, w_bad, rel_tol=1e-12)
+    # The first vote was a tie (both weights 1), won by the first label counted: the bad one.
+    # The vote has been less accurate than the leader since, so the leader's prediction is
+    # served, and the exported weights are the effective ones.
+    a_vote = (s - fading ** (n - 1) + 1) / (s + 2)
+    assert a_vote < a_good
+    assert pipeline.follow_lead
+    stats = pipeline.snapshot()
+    assert (stats["good"].weight, stats["bad"].weight) == (1.0, 0.0)
+    assert pipeline.predict({"a": 0.9}) is True
+
+
+class WrongOnAThird:
+    """Right except on its own third of [0, 1)."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def predict_one(self, x):
+        right = concept(x)
+        return (not right) if int(x["a"] * 3) == self.k else right
+
+    def learn_one(self, x, y):
+        pass
+
+
+def test_the_vote_is_served_while_it_beats_the_leader():
+    members = [Member(f"m{k}", WrongOnAThird(k), None, 1000) for k in range(3)]
+    pipeline = run_ensemble(600, members=members)
+    stats = pipeline.snapshot()
+    # two of three are right on every event: the vote beats every member by far
+    assert max(stats[f"m{k}"].accuracy for k in range(3)) < 0.75
+    assert stats["ensemble"].accuracy > 0.9
+    assert not pipeline.follow_lead
+    weights = [stats[f"m{k}"].weight for k in range(3)]
+    total = sum(m.weight for m in members)
+    assert weights == [m.weight / total for m in members]
+    assert math.isclose(sum(weights), 1.0)
 
 
 def test_ensemble_learned_counts_labelled_events():
@@ -249,3 +308,32 @@ def test_ensemble_learned_counts_labelled_events():
 def test_pipeline_needs_a_member():
     with pytest.raises(ValueError):
         Pipeline([])
+
+
+class RaisesAfter:
+    """Right until its `n`-th prediction, then raises (a model with a bug)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def predict_one(self, x):
+        self.n -= 1
+        if self.n < 0:
+            raise ValueError("bug")
+        return concept(x)
+
+    def learn_one(self, x, y):
+        pass
+
+
+def test_a_member_that_raises_leaves_the_vote_and_the_leader_is_still_right():
+    members = [Member("buggy", RaisesAfter(100), None, 1000),
+               Member("bad", AlwaysWrong(), None, 1000), Member("good", AlwaysRight(), None, 1000)]
+    pipeline = run_ensemble(300, members=members)
+    stats = pipeline.snapshot()
+    assert stats["buggy"].failed and stats["buggy"].weight == 0.0
+    assert [m.name for m in pipeline.members] == ["bad", "good"]
+    assert pipeline.members[pipeline.lead].name == "good"
+    assert stats["ensemble"].accuracy > 0.95
+    assert math.isclose(stats["good"].weight + stats["bad"].weight, 1.0)
+    assert pipeline.predict({"a": 0.9}) is True
