@@ -18,7 +18,7 @@ import time
 from driftline.checkpoint import CheckpointStore, State
 from driftline.config import Settings
 from driftline.datasets import bundled
-from pipeline import build_pipeline
+from driftline.learning import build_learner
 
 
 def main() -> None:
@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
 
-    pipeline = build_pipeline(Settings())
+    pipeline = build_learner(Settings())
     for x, y in itertools.islice(itertools.cycle(list(bundled("elec"))), args.events):
-        pipeline.process(x, y)
+        pipeline.step(x, y)
     with tempfile.TemporaryDirectory() as folder:
         store = CheckpointStore(folder, b"benchmark-key")
         times = []

@@ -33,6 +33,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -90,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="COLUMN", help="the label column of --csv")
     p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N rows")
+    p.add_argument("--delay", type=_natural, default=0, metavar="N",
+                   help="hold each row's label back N rows (delayed labels; default 0)")
 
     p = sub.add_parser("kafka", help="a local Apache Kafka broker (needs Java 17 and Maven)")
     ksub = p.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
@@ -125,13 +137,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pipeline import build_pipeline
+    from driftline.learning import build_learner
     from pipeline.evaluate import evaluate
 
     settings = load_settings(args.config)
-    pipeline = build_pipeline(settings)
+    learner = build_learner(settings)
     rows = _rows(args, args.limit)
-    print(json.dumps(evaluate(pipeline, rows)))
+    report = evaluate(learner, rows, delay=args.delay)
+    print(json.dumps(report))
+    failing = {name: m["failed"] for name, m in report["models"].items() if m["failed"]}
+    if failing:
+        print(f"driftline: warning: models raised on some events: {failing} "
+              "(see 'failed' and 'resets' in the report)", file=sys.stderr)
     return 0
 
 

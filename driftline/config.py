@@ -3,7 +3,7 @@
 Every key has a default, so `Settings()` (no file) is the built-in configuration. A wrong key or
 value raises `ConfigError` with a message that names it; the CLI turns that into exit status 2.
 Checks that need River (presets, factories, detector parameters) are done by
-`pipeline.build_pipeline`, also before anything is consumed.
+`driftline.learning.build_learner`, also before anything is consumed.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any
 
 from consumers.wire import FEATURE_KINDS
 from driftline.errors import ConfigError
+from pipeline import DETECTOR_NAMES, ENSEMBLE, RESPONSES
 
-DETECTORS = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "none")
-RESPONSES = ("reweight", "reset", "none")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
@@ -65,10 +64,19 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class LearningSettings:
+    """What sizes and bounds the learning state (all of it checkpointed)."""
+
+    rolling_window: int = 1000  # events in the rolling scores
+    reset_after_failures: int = 10  # consecutive failures before a member is replaced
+    max_classes: int = 1000  # distinct labels the state may hold
+    max_feature_names: int = 10_000  # distinct feature names the state may hold
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     host: str = "127.0.0.1"
     port: int = 9108
-    rolling_window: int = 1000
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     models: tuple[ModelSpec, ...] = DEFAULT_MODELS
     drift: DriftSettings = field(default_factory=DriftSettings)
+    learning: LearningSettings = field(default_factory=LearningSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
@@ -217,7 +226,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
     "drift": (
         DriftSettings,
         {
-            "detector": _choice(DETECTORS),
+            "detector": _choice(DETECTOR_NAMES),
             "response": _choice(RESPONSES),
             "params": _table,
             "boost": _float(1.0),
@@ -234,10 +243,16 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "allow_extra_features": _bool,
         },
     ),
-    "metrics": (
-        MetricsSettings,
-        {"host": _string, "port": _int(0, 65535), "rolling_window": _int(1, 10_000_000)},
+    "learning": (
+        LearningSettings,
+        {
+            "rolling_window": _int(1, 10_000_000),
+            "reset_after_failures": _int(1, 1_000_000),
+            "max_classes": _int(2, 1_000_000),
+            "max_feature_names": _int(1, 10_000_000),
+        },
     ),
+    "metrics": (MetricsSettings, {"host": _string, "port": _int(0, 65535)}),
     "checkpoint": (
         CheckpointSettings,
         {
@@ -251,11 +266,18 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
 _MODEL_KEYS = {"name": _string, "model": _string}
 
 
+# Keys that moved: (section, key) -> where they are now.
+_MOVED = {("metrics", "rolling_window"): "learning.rolling_window"}
+
+
 def _section(name: str, raw: Any) -> Any:
     cls, checks = _SCHEMA[name]
     table = _table(f"[{name}]", raw)
     values = {}
     for key, value in table.items():
+        if (name, key) in _MOVED:
+            raise ConfigError(f"{name}.{key}: moved to {_MOVED[name, key]} (it sizes learning "
+                              "state, so it belongs with the learning settings)")
         if key not in checks:
             raise _unknown(key, list(checks), f"[{name}]")
         values[key] = checks[key](f"{name}.{key}", value)
@@ -279,9 +301,9 @@ def _models(raw: Any) -> tuple[ModelSpec, ...]:
         if sep and not (module and attr):
             raise ConfigError(f"{where}.model: {model!r} is not 'package.module:factory'")
         name = _string(f"{where}.name", entry.get("name", attr or model))
-        if not _MODEL_NAME.match(name) or name == "ensemble":
+        if not _MODEL_NAME.match(name) or name == ENSEMBLE:
             raise ConfigError(
-                f"{where}.name: {name!r} must be letters, digits, '_' or '-' and not 'ensemble'"
+                f"{where}.name: {name!r} must be letters, digits, '_' or '-' and not {ENSEMBLE!r}"
             )
         if any(s.name == name for s in specs):
             raise ConfigError(f"{where}.name: {name!r} is used by another model")

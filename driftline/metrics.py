@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.core import ModelStats
+from pipeline import ModelStats
 
 __all__ = ["CONTENT_TYPE_LATEST", "OUTCOMES", "CollectorRegistry", "Metrics"]
 

@@ -27,8 +27,9 @@ from driftline.checkpoint import CheckpointStore, State, load_key
 from driftline.config import Settings
 from driftline.errors import ConfigError
 from driftline.http import StatusServer
+from driftline.learning import build_learner
 from driftline.metrics import Metrics
-from pipeline.core import Pipeline, build_pipeline
+from pipeline import DriftEnsemble, LimitExceeded
 
 log = logging.getLogger("driftline.service")
 
@@ -55,7 +56,7 @@ class Service:
     def __init__(
         self,
         source: Source,
-        pipeline: Pipeline,
+        pipeline: DriftEnsemble,
         dead_letters: DeadLetters,
         metrics: Metrics,
         decoder: Decoder | None = None,
@@ -97,8 +98,8 @@ class Service:
             log.info("no checkpoint in %s: starting from scratch", self.checkpoints.directory)
             return False
         state, path = loaded
-        configured = [m.name for m in self.pipeline.members + self.pipeline.failed]
-        saved = [m.name for m in state.pipeline.members + state.pipeline.failed]
+        configured = self.pipeline.member_names
+        saved = state.pipeline.member_names
         if configured != saved:
             raise ConfigError(
                 f"[[models]]: the configured models {configured} differ from those of checkpoint "
@@ -113,7 +114,7 @@ class Service:
             self._checkpointed_offsets = dict(state.offsets)
         for partition, offset in state.offsets.items():
             self.metrics.restored_offset.labels(str(partition)).set(offset)
-        self.metrics.observe_models(self.pipeline.snapshot())
+        self.metrics.observe_models(self.pipeline.stats())
         self.metrics.observe_events(self.outcomes, {})  # counters carry on across restarts
         log.info(
             "restored %s: offsets %s, %d events learned",
@@ -174,25 +175,25 @@ class Service:
     def _process(self, records: list[Record]) -> None:
         start = time.perf_counter()
         decode = self.decoder.decode
-        pipeline = self.pipeline
-        process = pipeline.process
+        step = self.pipeline.step
         learned = unlabelled = dead = 0
         reasons: Counter[str] = Counter()
         for record in records:
             event = decode(record.value)
             if not isinstance(event, Rejection):
                 try:
-                    process(event.x, event.y)
+                    outcome = step(event.x, event.y)
+                except LimitExceeded as exc:
+                    event = Rejection(exc.reason, str(exc))
                 except Exception as exc:  # a bug outside the members must not stop us either
                     event = Rejection("model_error", f"{type(exc).__name__}: {exc}")
                 else:
-                    if pipeline.errors:  # a member raised on it and was set aside
-                        failures = "; ".join(f"{name}: {error}" for name, error in pipeline.errors)
-                        log.error("model failed on %s, set aside: %s", where(record), failures)
-                        self.dead_letters.send(record, Rejection("model_error", failures))
-                        reasons["model_error"] += 1
-                    if not pipeline.members:  # nobody left who learned it
-                        dead += 1
+                    if outcome.failed:
+                        failures = "; ".join(f"{name}: {error}" for name, error in outcome.failed)
+                        log.warning("model failed on %s: %s", where(record), failures[:300])
+                    if not outcome.handled:  # no member could predict or learn it
+                        event = Rejection("model_error", "; ".join(
+                            f"{name}: {error}" for name, error in outcome.failed))
                     elif event.y is None:
                         unlabelled += 1
                     else:
@@ -217,7 +218,7 @@ class Service:
         self.last_batch_time = now
         m = self.metrics
         m.observe_events(counts, reasons)
-        m.observe_models(self.pipeline.snapshot())
+        m.observe_models(self.pipeline.stats())
         if records and records[-1].timestamp > 0:
             m.observe_latency([now - records[-1].timestamp / 1000.0])
         m.batch_seconds.observe(time.perf_counter() - start)
@@ -321,7 +322,7 @@ class Service:
             "checkpoint": {"age_seconds": None if self.last_checkpoint_time is None
                            else round(self.checkpoint_age(), 3)},
             "models": {
-                name: stats.__dict__ for name, stats in self.pipeline.snapshot().items()
+                name: stats.__dict__ for name, stats in self.pipeline.stats().items()
             },
         }
 
@@ -372,7 +373,7 @@ def serve(settings: Settings) -> int:
     """Run the service until SIGTERM or Ctrl-C; the exit status."""
     from consumers.kafka_io import KafkaSink, create_topic
 
-    pipeline = build_pipeline(settings)  # validates presets, factories, detector parameters
+    pipeline = build_learner(settings)  # validates presets, factories, detector parameters
     directory = Path(settings.checkpoint.dir)
     store = CheckpointStore(
         directory, load_key(directory, settings.checkpoint.key_file), settings.checkpoint.keep

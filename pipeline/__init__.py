@@ -1,9 +1,38 @@
-"""Everything that knows River; nothing here knows Kafka.
+"""The learning core: River classifiers learning prequentially, with drift detection.
 
-The core (`pipeline.core.Pipeline`) is pure: `driftline evaluate` and `driftline serve` drive the
-very same code, so an offline run and a live run give the same numbers.
+Knows River and nothing of Kafka, TOML or the service: `DriftEnsemble` is itself a River
+classifier. `driftline evaluate` and `driftline serve` drive the very same code, so an offline
+run and a live run give the same numbers.
 """
 
-from pipeline.core import ModelStats, Pipeline, build_pipeline
+from pipeline.drift import DETECTOR_NAMES, RiseDetector, make_detector
+from pipeline.ensemble import (
+    ENSEMBLE,
+    RESET_REASONS,
+    RESPONSES,
+    DriftEnsemble,
+    LimitExceeded,
+    ModelStats,
+    Prediction,
+    Step,
+)
+from pipeline.presets import PRESETS, FactoryError, build_model
+from pipeline.scoring import Score
 
-__all__ = ["ModelStats", "Pipeline", "build_pipeline"]
+__all__ = [
+    "DETECTOR_NAMES",
+    "ENSEMBLE",
+    "PRESETS",
+    "RESET_REASONS",
+    "RESPONSES",
+    "DriftEnsemble",
+    "FactoryError",
+    "LimitExceeded",
+    "ModelStats",
+    "Prediction",
+    "RiseDetector",
+    "Score",
+    "Step",
+    "build_model",
+    "make_detector",
+]

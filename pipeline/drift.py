@@ -1,11 +1,17 @@
-"""Drift detectors, by configuration name, over a member's 0/1 error stream.
+"""Drift detection over a member's 0/1 error stream: only a rise of the error rate is a drift.
 
-Only a rise of the error rate is a drift for driftline (docs/drift.md). DDM, EDDM, HDDM_A and
-HDDM_W watch for rises only (River's defaults), and so does Page-Hinkley, whose `mode` driftline
-sets to "up" unless `params` says otherwise. ADWIN and KSWIN are two-sided: a learner's error that
-falls as it learns is a change to them too. For those two, `recent_window` gives the recent part
-of the stream the detector kept when it fired, and the pipeline counts the detection only if its
-error rate is above the member's error rate since the previous detection.
+DDM, EDDM, HDDM_A and HDDM_W watch for rises only (River's defaults), and so does Page-Hinkley in
+mode "up" (driftline's default). ADWIN and KSWIN are two-sided: a learner whose error falls as it
+learns is a change to them too. `RiseDetector` wraps any of them with River's shape (`update(x)`,
+then `.drift_detected`) and reports a two-sided detection only when the error rate of the recent
+window the detector kept is above the error rate since its previous detection.
+
+>>> detector = RiseDetector(make_detector("adwin", {}))
+>>> for error in [0] * 500 + [1] * 100:
+...     if detector.update(error).drift_detected:
+...         break
+>>> detector.drift_detected, detector.recent > 0
+(True, True)
 """
 
 from __future__ import annotations
@@ -16,8 +22,6 @@ from typing import Any
 from river import drift
 from river.drift import binary
 
-from driftline.errors import ConfigError
-
 DETECTORS: dict[str, Any] = {
     "adwin": drift.ADWIN,
     "page_hinkley": drift.PageHinkley,
@@ -27,7 +31,8 @@ DETECTORS: dict[str, Any] = {
     "hddm_a": binary.HDDMA,
     "hddm_w": binary.HDDMW,
 }
-
+NO_DETECTOR = "none"
+DETECTOR_NAMES = (*DETECTORS, NO_DETECTOR)
 
 # Where driftline's defaults differ from River's (`params` overrides them):
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -40,33 +45,78 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def make_detector(name: str, params: Mapping[str, Any]) -> Any | None:
-    """A fresh detector, or None for "none"; bad parameters raise `ConfigError`."""
-    if name == "none":
+    """A fresh River detector by name, or None for "none".
+
+    Raises `LookupError` for an unknown name and `ValueError` for parameters the detector
+    does not take.
+    """
+    if name == NO_DETECTOR:
         if params:
-            raise ConfigError("drift.params: detector 'none' takes no parameters")
+            raise ValueError("detector 'none' takes no parameters")
         return None
     cls = DETECTORS.get(name)
     if cls is None:
-        raise ConfigError(f"drift.detector: unknown detector {name!r}")
-    kwargs = {**DEFAULT_PARAMS.get(name, {}), **params}
+        raise LookupError(f"unknown detector {name!r}; known: {', '.join(DETECTOR_NAMES)}")
     try:
-        return cls(**kwargs)
+        return cls(**{**DEFAULT_PARAMS.get(name, {}), **params})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"drift.params: invalid for detector {name!r}: {exc}") from None
+        raise ValueError(f"invalid parameters for detector {name!r}: {exc}") from None
 
 
-def recent_window(detector: Any) -> tuple[int, float] | None:
-    """For a two-sided detector, (events, error rate) of the recent part of the stream it keeps:
-    read right after it fired, the part since the change it found. None for the others (they
-    fire on rises only and keep no window).
+class RiseDetector:
+    """A River detector of which only rises of the error rate count as drifts.
 
-    River's detectors restart on the update after a detection, so this is read before that.
+    Parameters
+    ----------
+    detector
+        A River drift detector, fed 1 for an error and 0 for a correct prediction.
+
+    Attributes
+    ----------
+    drift_detected
+        Whether the last `update` found a rise.
+    recent
+        On a detection by a two-sided detector: how many of the latest events it kept as
+        "since the change" (0 for the one-sided ones, which keep no window).
     """
+
+    __slots__ = ("_errors", "_seen", "detector", "drift_detected", "recent", "two_sided")
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.two_sided = isinstance(detector, drift.ADWIN | drift.KSWIN)
+        self.drift_detected = False
+        self.recent = 0
+        self._seen = 0  # events and errors since the previous detection (two-sided only)
+        self._errors = 0
+
+    def clone(self) -> RiseDetector:
+        return RiseDetector(self.detector.clone())
+
+    def update(self, x: int) -> RiseDetector:
+        detector = self.detector
+        detector.update(x)
+        if not self.two_sided:
+            self.drift_detected = detector.drift_detected
+            return self
+        self._seen += 1
+        self._errors += x
+        if not detector.drift_detected:
+            self.drift_detected = False
+            return self
+        events, rate = _kept_window(detector)
+        before = self._errors / self._seen
+        self._seen = self._errors = 0  # the detector restarts too
+        self.recent = events
+        self.drift_detected = rate > before
+        return self
+
+
+def _kept_window(detector: Any) -> tuple[int, float]:
+    """(events, error rate) of the part of the stream a two-sided detector kept when it fired:
+    the part since the change it found. Read right after the detection (River's detectors
+    restart on the update after one)."""
     if isinstance(detector, drift.ADWIN):
-        # On a detection ADWIN drops the older part of its window; the rest is since the change.
         return int(detector.width), float(detector.estimation)
-    if isinstance(detector, drift.KSWIN):
-        # On a detection KSWIN keeps its last `stat_size` values only.
-        window = detector.window
-        return len(window), (sum(window) / len(window) if window else 0.0)
-    return None
+    window = detector.window  # KSWIN keeps its last `stat_size` values on a detection
+    return len(window), (sum(window) / len(window) if window else 0.0)

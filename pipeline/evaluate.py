@@ -1,25 +1,72 @@
-"""Run the learning core over a finite stream and summarise it (`driftline evaluate`)."""
+"""Run a learner over a finite stream and summarise it (`driftline evaluate`).
+
+With `delay`, each row's label is held back until `delay` more rows have arrived (River's
+`evaluate.progressive_val_score(..., delay=delay)`): the row is predicted on arrival and scored
+on that prediction, then learned, when its label comes.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from pipeline.core import Pipeline
+from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats, Prediction
 
 
-def evaluate(pipeline: Pipeline, rows: Iterable[tuple[dict[str, Any], Hashable | None]]) -> dict:
-    """Process every (x, y) in order; the report of DESIGN.md (`events`, `seconds`, `models`)."""
-    events = 0
-    process = pipeline.process
+def evaluate(
+    learner: DriftEnsemble,
+    rows: Iterable[tuple[dict[str, Any], Hashable | None]],
+    delay: int = 0,
+) -> dict[str, Any]:
+    """Process every (x, y) in order; the report: `events`, `seconds`, `rejected`, `models`."""
+    events = rejected = 0
     start = time.perf_counter()
-    for x, y in rows:
-        process(x, y)
-        events += 1
+    if delay <= 0:
+        step = learner.step
+        for x, y in rows:
+            events += 1
+            try:
+                step(x, y)
+            except LimitExceeded:
+                rejected += 1
+    else:
+        pending: deque[tuple[dict[str, Any], Hashable, Prediction]] = deque()
+        for x, y in rows:
+            events += 1
+            try:
+                learner.check(x, y)
+            except LimitExceeded:
+                rejected += 1
+                continue
+            # As River's `stream.simulate_qa`: the labels due now are revealed before the
+            # row that makes them due is predicted.
+            while len(pending) >= delay:
+                learner.learn(*pending.popleft())
+            prediction = learner.predict(x)
+            if y is not None:
+                pending.append((x, y, prediction))
+        while pending:  # the stream has ended: the labels still held back arrive
+            learner.learn(*pending.popleft())
     seconds = time.perf_counter() - start
-    models = {
-        name: {"accuracy": stats.accuracy, "drifts": stats.drifts}
-        for name, stats in pipeline.snapshot().items()
+    return {
+        "events": events,
+        "seconds": round(seconds, 6),
+        "rejected": rejected,
+        "models": {name: report(stats) for name, stats in learner.stats().items()},
     }
-    return {"events": events, "seconds": round(seconds, 6), "models": models}
+
+
+def report(stats: ModelStats) -> dict[str, Any]:
+    """One model's part of the report."""
+    return {
+        "accuracy": stats.accuracy,
+        "f1": stats.f1,
+        "recall": {str(c): r for c, r in sorted(stats.recall.items(), key=lambda kv: str(kv[0]))},
+        "drifts": stats.drifts,
+        "tested": stats.tested,
+        "learned": stats.learned,
+        "failed": stats.failures,
+        "resets": sum(stats.resets.values()),
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from river import evaluate, linear_model, metrics, preprocessing
+from river import evaluate, metrics
 
 from consumers.kafka_io import KafkaSink
 from consumers.wire import encode
@@ -16,6 +16,7 @@ from tests.integration.support import (
     Service,
     free_port,
     read_topic,
+    river_logistic_regression,
     sample,
     wait_for,
     write_config,
@@ -78,7 +79,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic(kafka_bootstrap, new_top
         assert service.stop() == 0
 
     reference = evaluate.progressive_val_score(
-        good, preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+        good, river_logistic_regression(),
         metrics.Accuracy(),
     ).get()
     assert live is not None and abs(live - reference) <= 1e-9

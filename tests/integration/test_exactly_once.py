@@ -14,17 +14,25 @@ import time
 from pathlib import Path
 
 import pytest
-from river import evaluate, linear_model, metrics, preprocessing
+from river import evaluate, metrics
 
 from driftline.checkpoint import CheckpointStore, load_key
 from driftline.datasets import bundled
-from tests.integration.support import ONE_MODEL, Service, free_port, sample, wait_for, write_config
+from tests.integration.support import (
+    ONE_MODEL,
+    Service,
+    free_port,
+    river_logistic_regression,
+    sample,
+    wait_for,
+    write_config,
+)
 
 
 def river_accuracy(n: int) -> float:
     return evaluate.progressive_val_score(
         bundled("elec", limit=n),
-        preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+        river_logistic_regression(),
         metrics.Accuracy(),
     ).get()
 

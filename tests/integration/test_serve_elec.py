@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import urllib.request
 
-from river import evaluate, linear_model, metrics, preprocessing
+from river import evaluate, metrics
 
 from consumers.kafka_io import committed_offsets
 from driftline.datasets import bundled
@@ -15,6 +15,7 @@ from tests.integration.support import (
     Service,
     driftline,
     free_port,
+    river_logistic_regression,
     sample,
     wait_for,
     write_config,
@@ -45,7 +46,7 @@ def test_live_accuracy_equals_river_progressive_val_score(kafka_bootstrap, new_t
 
     reference = evaluate.progressive_val_score(
         bundled("elec", limit=N),
-        preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+        river_logistic_regression(),
         metrics.Accuracy(),
     ).get()
     assert live is not None and abs(live - reference) <= 1e-9, (live, reference)

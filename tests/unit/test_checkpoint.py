@@ -23,17 +23,17 @@ from driftline.checkpoint import (
 from driftline.config import ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.errors import ConfigError
+from driftline.learning import build_learner
 from driftline.metrics import CollectorRegistry, Metrics
 from driftline.service import Service
-from pipeline import build_pipeline
 
 KEY = b"k" * 32
 
 
 def fed_pipeline(n: int = 300):
-    pipeline = build_pipeline(Settings())
+    pipeline = build_learner(Settings())
     for x, y in bundled("elec", limit=n):
-        pipeline.process(x, y)
+        pipeline.step(x, y)
     return pipeline
 
 
@@ -45,7 +45,7 @@ def test_save_then_load_gives_the_same_state(tmp_path):
     assert path.name == "checkpoint-000000000001.ckpt"
     assert state.offsets == {0: 300, 1: 7}
     assert state.label_kind == "number"
-    assert state.pipeline.snapshot() == pipeline.snapshot()
+    assert state.pipeline.stats() == pipeline.stats()
     x, _ = next(iter(bundled("elec", limit=1)))
     assert state.pipeline.predict(x) == pipeline.predict(x)
 
@@ -119,7 +119,7 @@ def test_the_key_comes_from_the_environment_or_a_private_file(tmp_path, monkeypa
 
 def make_service(values, store, settings=None):
     settings = settings or Settings()
-    return Service(ListSource("events", values), build_pipeline(settings),
+    return Service(ListSource("events", values), build_learner(settings),
                    DeadLetters(ListSink(), "events.dlq"), Metrics(CollectorRegistry()),
                    checkpoints=store)
 
@@ -133,7 +133,7 @@ def test_a_service_restores_what_another_checkpointed(tmp_path):
     second = make_service(values, store)
     assert second.restore()
     assert second.next_offsets == {0: 400}
-    assert second.pipeline.snapshot() == first.pipeline.snapshot()
+    assert second.pipeline.stats() == first.pipeline.stats()
     assert second.decoder.label_kind == "number"
     assert second.metrics.registry.get_sample_value(
         "driftline_checkpoint_restored_offset", {"partition": "0"}) == 400

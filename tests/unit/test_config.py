@@ -12,6 +12,7 @@ from driftline.config import (
     CheckpointSettings,
     DriftSettings,
     KafkaSettings,
+    LearningSettings,
     MetricsSettings,
     ModelSpec,
     Settings,
@@ -80,10 +81,15 @@ def test_full_file_loads(tmp_path):
         fading = 0.9
         sharpness = 10
 
+        [learning]
+        rolling_window = 50
+        reset_after_failures = 3
+        max_classes = 20
+        max_feature_names = 500
+
         [metrics]
         host = "0.0.0.0"
         port = 0
-        rolling_window = 50
 
         [checkpoint]
         dir = "ckpt"
@@ -103,7 +109,8 @@ def test_full_file_loads(tmp_path):
         "page_hinkley", "reset", {"threshold": 30}, 3.0, 50.5, 0.9, 10.0
     )
     assert isinstance(s.drift.boost, float)
-    assert s.metrics == MetricsSettings("0.0.0.0", 0, 50)
+    assert s.learning == LearningSettings(50, 3, 20, 500)
+    assert s.metrics == MetricsSettings("0.0.0.0", 0)
     assert s.checkpoint == CheckpointSettings("ckpt", 1.0, 2)
 
 
@@ -167,8 +174,13 @@ def test_error_names_the_key(tmp_path, text, expected):
 
 
 def test_unknown_key_lists_known_keys(tmp_path):
-    with pytest.raises(ConfigError, match=r"known keys: .*host, port, rolling_window"):
+    with pytest.raises(ConfigError, match=r"known keys: host, port"):
         load(tmp_path, "[metrics]\nprot = 1\n")
+
+
+def test_a_moved_key_says_where_it_went(tmp_path):
+    with pytest.raises(ConfigError, match=r"metrics.rolling_window: moved to learning.rolling_wi"):
+        load(tmp_path, "[metrics]\nrolling_window = 50\n")
 
 
 def test_not_toml(tmp_path):
@@ -209,7 +221,7 @@ BAD_CONFIGS = [
     ('[[models]]\nmodel = "tests.unit.factories:nothing"\n', "models[0].model"),
     ('[[models]]\nmodel = "tests.unit.factories:make_not_a_model"\n', "not a River classifier"),
     ('[[models]]\nmodel = "tests.unit.factories:make_raising"\n', "RuntimeError('boom')"),
-    ("[drift]\nparams = {delt = 1}\n", "drift.params: invalid for detector 'adwin'"),
+    ("[drift]\nparams = {delt = 1}\n", "drift.params: invalid parameters for detector 'adwin'"),
     ('[drift]\ndetector = "none"\nparams = {delta = 1}\n', "drift.params"),
 ]
 

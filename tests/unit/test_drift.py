@@ -12,9 +12,9 @@ import pytest
 
 from driftline.config import DriftSettings, Settings
 from driftline.datasets import drift_points, synthetic
-from pipeline import build_pipeline
-from pipeline.core import Member, Pipeline
-from pipeline.drift import DETECTORS, make_detector
+from driftline.learning import build_learner
+from pipeline import DriftEnsemble
+from pipeline.drift import DETECTORS, RiseDetector, make_detector
 
 CHANGE = 2000
 
@@ -79,14 +79,23 @@ class Scripted:
 
 def counted_drifts(name, errors, params=None):
     """Indices where the pipeline counts a drift of a member erring as `errors` says."""
-    member = Member("m", Scripted(errors), make_detector(name, params or {}), 100)
-    pipeline = Pipeline([member], response="none")
+    learner = DriftEnsemble(
+        {"m": Scripted(errors)}, make_detector(name, params or {}), response="none", window=100
+    )
+    member = learner.members[0]
     counted = []
     for i in range(len(errors)):
-        pipeline.process({"i": i}, 1)
+        learner.step({"i": i}, 1)
         if member.drifts > len(counted):
             counted.append(i)
     return counted
+
+
+def test_the_rise_detector_has_rivers_shape():
+    detector = RiseDetector(make_detector("adwin", {}))
+    fired = [i for i, e in enumerate(error_stream(0.1, 0.5)) if detector.update(e).drift_detected]
+    assert fired == RISE["adwin"]
+    assert detector.recent > 0
 
 
 @pytest.mark.parametrize("name", sorted(RISE))
@@ -137,16 +146,16 @@ def test_drift_state_survives_pickling(response):
     assert drift_points("sea", n) == [2000, 4000, 6000]
     rows = sea(n)
     settings = Settings(drift=dataclasses.replace(DriftSettings(), response=response))
-    pipeline = build_pipeline(settings)
+    learner = build_learner(settings)
     for x, y in rows[:cut]:
-        pipeline.process(x, y)
-    before = pipeline.snapshot()
+        learner.step(x, y)
+    before = learner.stats()
     assert before["ensemble"].drifts >= 1
-    copy = pickle.loads(pickle.dumps(pipeline))
-    assert copy.snapshot() == before  # drift times included
+    copy = pickle.loads(pickle.dumps(learner))
+    assert copy.stats() == before  # drift times included
     for x, y in rows[cut:]:
-        assert copy.process(x, y) == pipeline.process(x, y)
-    after, copied = pipeline.snapshot(), copy.snapshot()
+        assert copy.step(x, y).prediction == learner.step(x, y).prediction
+    after, copied = learner.stats(), copy.stats()
     assert after["ensemble"].drifts > before["ensemble"].drifts  # drifts after the copy too
     for name, stats in after.items():
         # a drift after the copy is stamped with the wall clock, a moment apart in the two runs
@@ -184,23 +193,31 @@ class Recorder:
 def reweighted(response, n=1600, flip=1000):
     """A member that starts failing at `flip` (ADWIN sees it), a weighted and an unweighted
     bystander that stay right; the pipeline and the index of the drift."""
-    drifting = Member("drifting", Recorder(flip, True), make_detector("adwin", {}), 1000)
-    weighted = Member("weighted", Recorder(n, True), make_detector("adwin", {}), 1000)
-    plain = Member("plain", Recorder(n, False), make_detector("adwin", {}), 1000)
-    pipeline = Pipeline([drifting, weighted, plain], response=response, boost=3.0,
-                        boost_decay=100.0)
+    models = {
+        "drifting": Recorder(flip, True),
+        "weighted": Recorder(n, True),
+        "plain": Recorder(n, False),
+    }
+    learner = DriftEnsemble(models, make_detector("adwin", {}), response=response, boost=3.0,
+                            boost_decay=100.0)
+    drifting = learner.members[0]
     at = None
     for i in range(n):
-        pipeline.process({"i": i}, 1)
+        learner.step({"i": i}, 1)
         if at is None and drifting.drifts:
             at = i
-    return pipeline, at
+    return learner, at
+
+
+def recorders(learner):
+    """The Recorder inside each member (wrapped, since it only predicts labels)."""
+    return [m.model.model for m in learner.members]
 
 
 def test_reweight_boosts_every_member_with_the_documented_weight():
     pipeline, at = reweighted("reweight")
     assert at is not None and at >= 1000
-    drifting, weighted, plain = (m.model for m in pipeline.members)
+    drifting, weighted, plain = recorders(pipeline)
     for model in (drifting, weighted):
         weights = dict(model.learned)
         for t in (0, 1, 50, 200):  # t = 0: the event the drift was detected on
@@ -231,4 +248,4 @@ def test_other_responses_do_not_boost(response):
     pipeline, at = reweighted(response)
     assert at is not None
     assert pipeline.boost_start == -1
-    assert all(w in (None, 1.0) for m in pipeline.members for _, w in m.model.learned)
+    assert all(w in (None, 1.0) for r in recorders(pipeline) for _, w in r.learned)

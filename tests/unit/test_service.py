@@ -10,9 +10,9 @@ from consumers.testing import ListSink, ListSource
 from consumers.wire import encode
 from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
+from driftline.learning import build_learner
 from driftline.metrics import CollectorRegistry, Metrics
 from driftline.service import Service
-from pipeline import build_pipeline
 
 MODELS = [spec.name for spec in Settings().models]
 
@@ -63,7 +63,7 @@ def served():
     source = StoppingSource(values, stop, batch=50)
     sink = ListSink()
     metrics = Metrics(CollectorRegistry())
-    service = Service(source, build_pipeline(Settings()), DeadLetters(sink, "t.dlq"), metrics)
+    service = Service(source, build_learner(Settings()), DeadLetters(sink, "t.dlq"), metrics)
     service.run(stop, poll_timeout_ms=0)
     return values, source, sink, metrics.registry, service
 
@@ -91,17 +91,17 @@ def test_dead_letters_by_reason(served):
 
 def test_model_metrics_match_a_direct_run(served):
     _, _, _, registry, service = served
-    reference = build_pipeline(Settings())  # the same events, in order, without the service
+    reference = build_learner(Settings())  # the same events, in order, without the service
     for x, y in LABELLED[:10]:
-        reference.process(x, y)
-    reference.process(UNLABELLED[0][0])
+        reference.step(x, y)
+    reference.step(UNLABELLED[0][0])
     for x, y in LABELLED[10:159]:
-        reference.process(x, y)
-    reference.process(UNLABELLED[1][0])
+        reference.step(x, y)
+    reference.step(UNLABELLED[1][0])
     for x, y in LABELLED[159:]:
-        reference.process(x, y)
-    expected = reference.snapshot()
-    assert service.pipeline.snapshot().keys() == expected.keys()
+        reference.step(x, y)
+    expected = reference.stats()
+    assert service.pipeline.stats().keys() == expected.keys()
     for name in [*MODELS, "ensemble"]:
         stats = expected[name]
         assert sample(registry, "driftline_samples_learned", model=name) == 200
@@ -116,7 +116,7 @@ def test_model_metrics_match_a_direct_run(served):
 
 def test_prequential_accuracy_gauge_equals_snapshot(served):
     _, _, _, registry, service = served
-    snapshot = service.pipeline.snapshot()
+    snapshot = service.pipeline.stats()
     for name in [*MODELS, "ensemble"]:
         value = sample(registry, "driftline_prequential_accuracy", model=name)
         assert value == snapshot[name].accuracy
@@ -165,7 +165,7 @@ def test_process_batches_without_run():
     values = messages()
     source = ListSource("events", values, batch=7)
     metrics = Metrics(CollectorRegistry())
-    service = Service(source, build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
+    service = Service(source, build_learner(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
     while not source.exhausted():
         service.process(source.poll())
     r = metrics.registry
@@ -175,22 +175,40 @@ def test_process_batches_without_run():
     assert source.committed == {}  # process never commits; run does
 
 
-def test_when_the_only_model_raises_every_event_is_dead_lettered_and_the_service_goes_on():
-    # logistic_regression's scaler cannot take a string feature: the model raises on it, is set
-    # aside, and with no model left the following events are dead-lettered too.
+class RaisesOnRed:
+    """A classifier with a bug: it raises on events whose feature "a" is "red"."""
+
+    def predict_one(self, x):
+        if x["a"] == "red":
+            raise ValueError("cannot read red")
+        return 1
+
+    def learn_one(self, x, y):
+        if x["a"] == "red":
+            raise ValueError("cannot learn red")
+
+
+def make_raises_on_red():
+    return RaisesOnRed()
+
+
+def test_an_event_that_the_only_model_raises_on_is_dead_lettered_and_the_service_goes_on():
     values = [encode({"a": 1.0}, 1), encode({"a": "red"}, 0), encode({"a": 2.0}, 1)]
     source = ListSource("events", values)
     sink = ListSink()
     registry = CollectorRegistry()
-    settings = Settings(models=(ModelSpec("lr", "logistic_regression"),),
+    settings = Settings(models=(ModelSpec("m", "tests.unit.test_service:make_raises_on_red"),),
                         drift=DriftSettings(detector="none", response="none"))
-    service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
+    service = Service(source, build_learner(settings), DeadLetters(sink, "events.dlq"),
                       Metrics(registry))
     service.process(source.poll())
-    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 2
-    assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 1
-    assert registry.get_sample_value("driftline_model_failed", {"model": "lr"}) == 1
-    assert [value for _, value, _, _ in sink.sent] == values[1:]
+    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 1
+    assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 2
+    assert registry.get_sample_value("driftline_model_failed", {"model": "m"}) == 0  # recovered
+    [(_, value, _, headers)] = sink.sent
+    assert value == values[1]
+    assert b"m: ValueError: cannot read red" in dict(headers)["driftline.detail"]
+    assert service.pipeline.stats()["m"].failures == 1
     assert service.next_offsets == {0: 3}
 
 
@@ -213,7 +231,7 @@ def make_breaking():
     return BreaksOnSecondLearn()
 
 
-def test_a_member_that_raises_is_set_aside_and_the_others_go_on():
+def test_a_member_that_raises_is_not_set_aside_and_the_others_learn_the_event():
     values = [encode(x, y) for x, y in bundled("elec", limit=50)]
     source = ListSource("events", values)
     sink = ListSink()
@@ -221,19 +239,14 @@ def test_a_member_that_raises_is_set_aside_and_the_others_go_on():
     settings = Settings(models=(ModelSpec("nc", "no_change"),
                                 ModelSpec("buggy", "tests.unit.test_service:make_breaking")),
                         drift=DriftSettings(detector="none", response="none"))
-    service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
+    service = Service(source, build_learner(settings), DeadLetters(sink, "events.dlq"),
                       Metrics(registry))
     service.process(source.poll())
-    assert registry.get_sample_value("driftline_model_failed", {"model": "buggy"}) == 1
-    assert registry.get_sample_value("driftline_model_failed", {"model": "nc"}) == 0
+    assert registry.get_sample_value("driftline_model_failed", {"model": "buggy"}) == 0
     assert registry.get_sample_value("driftline_samples_learned", {"model": "nc"}) == 50
-    assert registry.get_sample_value("driftline_samples_learned", {"model": "buggy"}) == 1
+    assert registry.get_sample_value("driftline_samples_learned", {"model": "buggy"}) == 49
     assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 50
     assert registry.get_sample_value("driftline_events_total", {"outcome": "dead_lettered"}) == 0
-    assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 1
-    [(_, value, _, headers)] = sink.sent
-    assert value == values[1]  # the event it raised on, with the exception
-    assert b"buggy: ZeroDivisionError: bug in learn_one" in dict(headers)["driftline.detail"]
-    snapshot = service.pipeline.snapshot()
-    assert snapshot["buggy"].failed and not snapshot["nc"].failed
-    assert snapshot["ensemble"].accuracy == snapshot["nc"].accuracy  # served by nc alone
+    assert sink.sent == []  # the other member learned the event: nothing is lost
+    stats = service.pipeline.stats()
+    assert stats["buggy"].failures == 1 and stats["buggy"].resets == {}

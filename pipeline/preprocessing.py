@@ -1,0 +1,72 @@
+"""Feature preprocessing that lets every model take numbers, booleans and strings alike.
+
+River's own composition of the same thing, ``(compose.SelectType((numbers.Number,)) |
+preprocessing.StandardScaler()) + (compose.SelectType((str,)) | preprocessing.OneHotEncoder())``,
+costs about 50 µs per event and member on Elec2's 8 features (measured: it took the logistic
+regression preset from 17,500 to 10,000 events/s), more than the linear model it feeds.
+`TypedScaler` does the same in one pass at a tenth of the cost. On numbers alone it is River's
+`StandardScaler` to the last bit (same update and transform arithmetic), which the tests check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from river import base
+
+
+class TypedScaler(base.Transformer):
+    """Standard-scales numbers and booleans; one-hot encodes strings.
+
+    A number (or boolean, as 0/1) under feature ``f`` is scaled with ``f``'s running mean and
+    variance, exactly as River's `preprocessing.StandardScaler`. A string ``v`` under ``f``
+    becomes the indicator ``f=v`` with value 1, and the other values of ``f`` are left out: 0
+    to a linear model (River's `OneHotEncoder` with ``drop_zeros=True``), and no state grows
+    with the number of values. A missing feature stays missing. A
+    feature that is a number in one event and a string in another is two features, so no event
+    changes how another is read.
+
+    Examples
+    --------
+    >>> scaler = TypedScaler()
+    >>> for x in [{"t": 1.0, "c": "red"}, {"t": 3.0, "c": "blue"}]:
+    ...     scaler.learn_one(x)
+    >>> scaler.transform_one({"t": 3.0, "c": "red"})
+    {'t': 1.0, 'c=red': 1}
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.means: dict[str, float] = {}
+        self.vars: dict[str, float] = {}
+
+    def learn_one(self, x: dict) -> None:
+        counts, means, vars_ = self.counts, self.means, self.vars
+        for i, xi in x.items():
+            if xi.__class__ is str:
+                continue
+            n = counts[i] = counts.get(i, 0) + 1
+            old_mean = means.get(i, 0.0)
+            mean = means[i] = old_mean + (xi - old_mean) / n
+            var = vars_.get(i, 0.0)
+            vars_[i] = var + ((xi - old_mean) * (xi - mean) - var) / n
+
+    def transform_one(self, x: dict) -> dict:
+        means, vars_ = self.means, self.vars
+        out: dict = {}
+        for i, xi in x.items():
+            if xi.__class__ is str:
+                out[f"{i}={xi}"] = 1
+                continue
+            v = vars_.get(i, 0.0)
+            out[i] = (xi - means.get(i, 0.0)) / v**0.5 if v else 0.0
+        return out
+
+
+def tag_strings(x: dict[str, Any]) -> dict[str, Any]:
+    """`x` with each string-valued feature ``f`` renamed ``f=``: a tree then keeps a numeric
+    and a nominal feature apart instead of failing when one event flips a feature's type."""
+    for value in x.values():
+        if value.__class__ is str:
+            return {(f"{k}=" if v.__class__ is str else k): v for k, v in x.items()}
+    return x

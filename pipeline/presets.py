@@ -1,0 +1,161 @@
+"""Model presets and custom factories, resolved into fresh River classifiers.
+
+Every preset takes any classification stream: binary or multiclass labels of any hashable type
+(the label set is discovered as the stream goes), numeric, boolean and string features, and
+missing features. Linear models are River's, made multiclass with River's
+`multiclass.OneVsRestClassifier` (on a binary stream its two mirrored models predict exactly as
+one binary model) behind `TypedScaler` (numbers scaled, strings one-hot encoded); trees and
+forests read strings natively as nominal features, behind `tag_strings` so that a feature whose
+type changes from one event to the next cannot break them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+from river import (
+    compose,
+    dummy,
+    forest,
+    linear_model,
+    multiclass,
+    naive_bayes,
+    preprocessing,
+    tree,
+)
+from river.tree.base import Branch
+
+from pipeline.preprocessing import TypedScaler, tag_strings
+
+# node class -> whether it is a branch: isinstance() against River's abstract node classes costs
+# as much as the rest of a step down the tree
+_IS_BRANCH: dict[type, bool] = {}
+
+
+class FastHoeffdingTree(tree.HoeffdingTreeClassifier):
+    """River's Hoeffding tree with majority-class leaves, predicting without River's overhead.
+
+    `predict_proba_one` gives the class frequencies of the leaf that `x` reaches (a missing
+    feature follows the most travelled branch), as `HoeffdingTreeClassifier` does with
+    ``leaf_prediction="mc"``, but walks down the tree in a loop instead of nested generators and
+    does not sort the class set on every call: less than half the cost. Classes the leaf has
+    not seen are left out (River lists them with 0), so ties may break differently.
+
+    Examples
+    --------
+    >>> model = FastHoeffdingTree()
+    >>> for i in range(300):
+    ...     model.learn_one({"a": i % 2}, "odd" if i % 2 else "even")
+    >>> model.predict_one({"a": 1})
+    'odd'
+    """
+
+    def __init__(self, grace_period: int = 100, delta: float = 1e-3) -> None:
+        super().__init__(grace_period=grace_period, delta=delta, leaf_prediction="mc")
+
+    def predict_proba_one(self, x: dict, **kwargs: Any) -> dict:
+        node: Any = self._root
+        if node is None:
+            return {}
+        while True:
+            kind = type(node)
+            is_branch = _IS_BRANCH.get(kind)
+            if is_branch is None:
+                is_branch = _IS_BRANCH[kind] = isinstance(node, Branch)
+            if not is_branch:
+                break
+            try:
+                node = node.next(x)
+            except KeyError:  # the split feature is missing: the most travelled branch
+                node = node.most_common_path()[1]
+        stats = node.stats
+        total = sum(stats.values())
+        return {c: n / total for c, n in stats.items()} if total else {}
+
+
+def _tagged(model: Any) -> Any:
+    return compose.FuncTransformer(tag_strings) | model
+
+
+# Each preset is River's estimator with its defaults; the randomised ones get a fixed seed so
+# that a replay from a checkpoint (or a second run) gives the very same numbers. The one
+# exception, `hoeffding_tree_fast`, is the Hoeffding tree of the default model set: it attempts
+# a split every 100 samples instead of 200, at a split confidence of 1e-3 instead of 1e-7 (it
+# grows sooner), and predicts the majority class of a leaf instead of adaptive naive Bayes, for
+# less than half the cost per event (chosen with benchmarks/drift.py, see docs/drift.md).
+PRESETS: dict[str, Callable[[], Any]] = {
+    "logistic_regression": lambda: (
+        TypedScaler() | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+    ),
+    "passive_aggressive": lambda: (
+        TypedScaler() | multiclass.OneVsRestClassifier(linear_model.PAClassifier())
+    ),
+    "softmax_regression": lambda: TypedScaler() | linear_model.SoftmaxRegression(),
+    "hoeffding_tree": lambda: _tagged(tree.HoeffdingTreeClassifier()),
+    "hoeffding_tree_fast": lambda: _tagged(FastHoeffdingTree()),
+    "hoeffding_adaptive_tree": lambda: _tagged(tree.HoeffdingAdaptiveTreeClassifier(seed=1)),
+    "adaptive_random_forest": lambda: _tagged(forest.ARFClassifier(seed=1)),
+    # Gaussian naive Bayes needs the zeros of one-hot encoding (an absent feature is not a 0 to
+    # it): River's encoder keeps them.
+    "gaussian_nb": lambda: (
+        compose.TransformerUnion(
+            compose.SelectType(numbers.Number),
+            compose.SelectType(str) | preprocessing.OneHotEncoder(),
+        )
+        | naive_bayes.GaussianNB()
+    ),
+    "no_change": lambda: dummy.NoChangeClassifier(),
+}
+
+
+class FactoryError(ValueError):
+    """A custom model factory that cannot be loaded, raises, or returns no classifier."""
+
+
+def build_model(spec: str) -> Any:
+    """A fresh classifier for `spec`: a preset name or "package.module:factory".
+
+    Raises `LookupError` for an unknown preset and `FactoryError` for a factory that cannot be
+    imported (a syntax error in its module included), raises, or returns no River classifier.
+    """
+    if spec in PRESETS:
+        return PRESETS[spec]()
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        raise LookupError(
+            f"unknown preset {spec!r}; presets: {', '.join(PRESETS)}, "
+            "or 'package.module:factory' for a custom River classifier"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:  # ImportError, AttributeError, and any error of the module's code
+        raise FactoryError(f"cannot load factory {spec!r}: {type(exc).__name__}: {exc}") from None
+    try:
+        model = factory()
+    except Exception as exc:
+        raise FactoryError(f"factory {spec!r} raised {exc!r}") from None
+    if not (callable(getattr(model, "predict_one", None)) and callable(
+        getattr(model, "learn_one", None)
+    )):
+        raise FactoryError(
+            f"factory {spec!r} returned {type(model).__name__}, "
+            "not a River classifier (predict_one and learn_one)"
+        )
+    return model
+
+
+def accepts_weight(model: Any) -> bool:
+    """Whether `model.learn_one` takes a sample weight `w` (for a pipeline: its last step; for
+    a one-vs-rest wrapper: the classifier it wraps)."""
+    if isinstance(model, compose.Pipeline):
+        model = list(model.steps.values())[-1]
+    if isinstance(model, multiclass.OneVsRestClassifier):
+        model = model.classifier
+    try:
+        return "w" in inspect.signature(model.learn_one).parameters
+    except (TypeError, ValueError):
+        return False

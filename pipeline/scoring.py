@@ -1,0 +1,128 @@
+"""Prequential scores of one model: counts since it was created and over a rolling window.
+
+Accuracy, macro-F1 and per-class recall, from plain counts (cheap to update, picklable, exact):
+with the same (y, prediction) pairs they equal River's `metrics.Accuracy`, `metrics.MacroF1` and
+`metrics.Recall(pos_val=c)`, and over the window `utils.Rolling` of those.
+
+>>> score = Score(window=2)
+>>> for y, pred in [("a", "a"), ("b", "a"), ("b", "b")]:
+...     _ = score.add(y, pred)
+>>> score.accuracy, score.rolling_accuracy
+(0.6666666666666666, 0.5)
+>>> round(score.f1, 4), score.recall
+(0.6667, {'a': 1.0, 'b': 0.5})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+
+
+class Counts:
+    """A confusion summary: per class, how often it was true, predicted, and both."""
+
+    __slots__ = ("hits", "predicted", "truth")
+
+    def __init__(self) -> None:
+        self.truth: dict[Hashable, int] = {}
+        self.predicted: dict[Hashable, int] = {}
+        self.hits: dict[Hashable, int] = {}
+
+    def add(self, y: Hashable, pred: Hashable) -> None:
+        truth, predicted = self.truth, self.predicted
+        truth[y] = truth.get(y, 0) + 1
+        predicted[pred] = predicted.get(pred, 0) + 1
+        if y == pred:
+            self.hits[y] = self.hits.get(y, 0) + 1
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[Hashable, Hashable] | None]) -> Counts:
+        counts = cls()
+        for pair in pairs:
+            if pair is not None:
+                counts.add(*pair)
+        return counts
+
+    def f1(self) -> float | None:
+        """Macro-F1 over the classes seen as truth or prediction (River's `MacroF1`)."""
+        classes = self.truth.keys() | self.predicted.keys()
+        if not classes:
+            return None
+        total = 0.0
+        for c in classes:
+            hits = self.hits.get(c, 0)
+            if hits:
+                p = hits / self.predicted[c]
+                r = hits / self.truth[c]
+                total += 2 * p * r / (p + r)
+        return total / len(classes)
+
+    def recall(self) -> dict[Hashable, float]:
+        """Per class that was ever the truth: the share of its events predicted as it."""
+        return {c: self.hits.get(c, 0) / n for c, n in self.truth.items()}
+
+
+class Score:
+    """Prequential scores, cumulative and over the last `window` tested events.
+
+    Parameters
+    ----------
+    window
+        Size of the rolling window.
+    """
+
+    __slots__ = ("all", "correct", "ring", "ring_ok", "tested", "window_correct")
+
+    def __init__(self, window: int = 1000) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.tested = 0
+        self.correct = 0
+        self.ring_ok = bytearray(window)  # 0/1 outcomes, for the rolling accuracy
+        self.ring: list[tuple[Hashable, Hashable] | None] = [None] * window
+        self.window_correct = 0
+        self.all = Counts()  # the rolling counts are made from `ring` when read
+
+    def add(self, y: Hashable, pred: Hashable) -> int:
+        """Score one prediction; returns 1 if it was right, else 0."""
+        ok = 1 if pred == y else 0
+        ring_ok = self.ring_ok
+        i = self.tested % len(ring_ok)
+        self.window_correct += ok - ring_ok[i]
+        ring_ok[i] = ok
+        self.ring[i] = (y, pred)
+        self.all.add(y, pred)
+        self.tested += 1
+        self.correct += ok
+        return ok
+
+    def last_outcomes(self, n: int) -> list[int]:
+        """The 0/1 outcomes of the last `n` tests (at most the window), oldest first."""
+        ring, tested = self.ring_ok, self.tested
+        size = len(ring)
+        return [ring[i % size] for i in range(tested - min(n, tested, size), tested)]
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.tested if self.tested else None
+
+    @property
+    def rolling_accuracy(self) -> float | None:
+        n = min(self.tested, len(self.ring_ok))
+        return self.window_correct / n if n else None
+
+    @property
+    def f1(self) -> float | None:
+        return self.all.f1()
+
+    @property
+    def rolling_f1(self) -> float | None:
+        return Counts.of(self.ring).f1()
+
+    @property
+    def recall(self) -> Mapping[Hashable, float]:
+        return self.all.recall()
+
+    @property
+    def rolling_recall(self) -> Mapping[Hashable, float]:
+        return Counts.of(self.ring).recall()
