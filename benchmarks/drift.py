@@ -40,6 +40,7 @@ import river
 from driftline.config import DriftSettings, ModelSpec, Settings, load_settings
 from driftline.datasets import bundled, drift_points, synthetic
 from pipeline import Pipeline, build_pipeline
+from pipeline.core import ENSEMBLE
 from pipeline.drift import DEFAULT_PARAMS
 
 SEED = 42
@@ -96,11 +97,11 @@ def run(
 
     n = len(rows)
     stats = pipeline.snapshot()
-    members = {name: s.accuracy or 0.0 for name, s in stats.items() if name != "ensemble"}
+    members = {name: s.accuracy or 0.0 for name, s in stats.items() if name != ENSEMBLE}
     best = max(members, key=members.__getitem__)
     out: dict[str, Any] = {
         "events": n,
-        "accuracy": stats["ensemble"].accuracy or 0.0,
+        "accuracy": stats[ENSEMBLE].accuracy or 0.0,
         "members": members,
         "best": best,
         "detections": len(detections),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.wire import FEATURE_KINDS
+from consumers.wire import DEFAULT_MAX_BYTES, FEATURE_KINDS
 from driftline.errors import ConfigError
 
 DETECTORS = ("adwin", "page_hinkley", "kswin", "ddm", "eddm", "hddm_a", "hddm_w", "none")
@@ -59,7 +59,7 @@ class DriftSettings:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    max_message_bytes: int = 1_000_000
+    max_message_bytes: int = DEFAULT_MAX_BYTES
     features: Mapping[str, str] = field(default_factory=dict)  # name -> number|string|bool
     allow_extra_features: bool = True
 
@@ -263,6 +263,9 @@ def _section(name: str, raw: Any) -> Any:
 
 
 def _models(raw: Any) -> tuple[ModelSpec, ...]:
+    # Imported here: pipeline.core imports River, seconds that `publish` and `kafka` need not pay.
+    from pipeline.core import ENSEMBLE
+
     if not isinstance(raw, list) or not raw:
         raise ConfigError("[[models]]: expected one or more [[models]] tables")
     specs: list[ModelSpec] = []
@@ -279,9 +282,9 @@ def _models(raw: Any) -> tuple[ModelSpec, ...]:
         if sep and not (module and attr):
             raise ConfigError(f"{where}.model: {model!r} is not 'package.module:factory'")
         name = _string(f"{where}.name", entry.get("name", attr or model))
-        if not _MODEL_NAME.match(name) or name == "ensemble":
+        if not _MODEL_NAME.match(name) or name == ENSEMBLE:
             raise ConfigError(
-                f"{where}.name: {name!r} must be letters, digits, '_' or '-' and not 'ensemble'"
+                f"{where}.name: {name!r} must be letters, digits, '_' or '-' and not {ENSEMBLE!r}"
             )
         if any(s.name == name for s in specs):
             raise ConfigError(f"{where}.name: {name!r} is used by another model")

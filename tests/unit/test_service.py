@@ -2,17 +2,19 @@
 
 import json
 import threading
+import time
 
 import pytest
 
 from consumers.deadletter import DeadLetters
-from consumers.testing import ListSink, ListSource
 from consumers.wire import encode
 from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.metrics import CollectorRegistry, Metrics
 from driftline.service import Service
 from pipeline import build_pipeline
+from pipeline.core import ENSEMBLE
+from tests.memory import ListSink, ListSource
 
 MODELS = [spec.name for spec in Settings().models]
 
@@ -63,8 +65,9 @@ def served():
     source = StoppingSource(values, stop, batch=50)
     sink = ListSink()
     metrics = Metrics(CollectorRegistry())
-    service = Service(source, build_pipeline(Settings()), DeadLetters(sink, "t.dlq"), metrics)
-    service.run(stop, poll_timeout_ms=0)
+    service = Service(build_pipeline(Settings()), DeadLetters(sink, "t.dlq"), metrics)
+    source.on_assign = service.on_assign
+    service.run(source, stop, poll_timeout_ms=0)
     return values, source, sink, metrics.registry, service
 
 
@@ -86,7 +89,7 @@ def test_dead_letters_by_reason(served):
     for reason in set(reasons):
         value = sample(registry, "driftline_dead_letters_total", reason=reason)
         assert value == reasons.count(reason), reason
-    assert sample(registry, "driftline_dead_letters_total", reason="bad_id") is None
+    assert sample(registry, "driftline_dead_letters_total", reason="bad_id") == 0
 
 
 def test_model_metrics_match_a_direct_run(served):
@@ -102,7 +105,7 @@ def test_model_metrics_match_a_direct_run(served):
         reference.process(x, y)
     expected = reference.snapshot()
     assert service.pipeline.snapshot().keys() == expected.keys()
-    for name in [*MODELS, "ensemble"]:
+    for name in [*MODELS, ENSEMBLE]:
         stats = expected[name]
         assert sample(registry, "driftline_samples_learned", model=name) == 200
         assert sample(registry, "driftline_samples_learned", model=name) == stats.learned
@@ -117,7 +120,7 @@ def test_model_metrics_match_a_direct_run(served):
 def test_prequential_accuracy_gauge_equals_snapshot(served):
     _, _, _, registry, service = served
     snapshot = service.pipeline.snapshot()
-    for name in [*MODELS, "ensemble"]:
+    for name in [*MODELS, ENSEMBLE]:
         value = sample(registry, "driftline_prequential_accuracy", model=name)
         assert value == snapshot[name].accuracy
         assert 0.5 < value <= 1.0
@@ -155,22 +158,22 @@ def test_run_commits_every_message_and_closes(served):
 
 def test_status_is_json(served):
     service = served[4]
-    status = json.loads(json.dumps(service.status()))
+    status = json.loads(json.dumps(service.metrics.latest.status(time.time())))
     assert status["events"] == {"learned": 200, "unlabelled": 2, "dead_lettered": len(BAD)}
-    assert set(status["models"]) == {*MODELS, "ensemble"}
-    assert status["models"]["ensemble"]["learned"] == 200
+    assert set(status["models"]) == {*MODELS, ENSEMBLE}
+    assert status["models"][ENSEMBLE]["learned"] == 200
 
 
 def test_process_batches_without_run():
     values = messages()
     source = ListSource("events", values, batch=7)
     metrics = Metrics(CollectorRegistry())
-    service = Service(source, build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
+    service = Service(build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
     while not source.exhausted():
         service.process(source.poll())
     r = metrics.registry
     assert r.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 200
-    assert service.next_offsets == {0: len(values)}
+    assert service.checkpointer.offsets == {0: len(values)}
     assert not source.closed
     assert source.committed == {}  # process never commits; run does
 
@@ -184,14 +187,13 @@ def test_when_the_only_model_raises_every_event_is_dead_lettered_and_the_service
     registry = CollectorRegistry()
     settings = Settings(models=(ModelSpec("lr", "logistic_regression"),),
                         drift=DriftSettings(detector="none", response="none"))
-    service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
-                      Metrics(registry))
+    service = Service(build_pipeline(settings), DeadLetters(sink, "events.dlq"), Metrics(registry))
     service.process(source.poll())
     assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 2
     assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 1
     assert registry.get_sample_value("driftline_model_failed", {"model": "lr"}) == 1
     assert [value for _, value, _, _ in sink.sent] == values[1:]
-    assert service.next_offsets == {0: 3}
+    assert service.checkpointer.offsets == {0: 3}
 
 
 class BreaksOnSecondLearn:
@@ -221,8 +223,7 @@ def test_a_member_that_raises_is_set_aside_and_the_others_go_on():
     settings = Settings(models=(ModelSpec("nc", "no_change"),
                                 ModelSpec("buggy", "tests.unit.test_service:make_breaking")),
                         drift=DriftSettings(detector="none", response="none"))
-    service = Service(source, build_pipeline(settings), DeadLetters(sink, "events.dlq"),
-                      Metrics(registry))
+    service = Service(build_pipeline(settings), DeadLetters(sink, "events.dlq"), Metrics(registry))
     service.process(source.poll())
     assert registry.get_sample_value("driftline_model_failed", {"model": "buggy"}) == 1
     assert registry.get_sample_value("driftline_model_failed", {"model": "nc"}) == 0
@@ -236,4 +237,4 @@ def test_a_member_that_raises_is_set_aside_and_the_others_go_on():
     assert b"buggy: ZeroDivisionError: bug in learn_one" in dict(headers)["driftline.detail"]
     snapshot = service.pipeline.snapshot()
     assert snapshot["buggy"].failed and not snapshot["nc"].failed
-    assert snapshot["ensemble"].accuracy == snapshot["nc"].accuracy  # served by nc alone
+    assert snapshot[ENSEMBLE].accuracy == snapshot["nc"].accuracy  # served by nc alone
