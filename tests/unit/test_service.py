@@ -238,3 +238,44 @@ def test_a_member_that_raises_is_set_aside_and_the_others_go_on():
     snapshot = service.pipeline.snapshot()
     assert snapshot["buggy"].failed and not snapshot["nc"].failed
     assert snapshot[ENSEMBLE].accuracy == snapshot["nc"].accuracy  # served by nc alone
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_over_after_a_success():
+    from driftline.backoff import Backoff
+
+    backoff = Backoff(first=0.5, cap=4.0)
+    assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next() == 0.5
+
+
+def test_a_kafka_error_rewinds_to_the_service_offsets_and_nothing_is_learned_twice():
+    from consumers.errors import BrokerUnavailable
+
+    class Flaky(ListSource):
+        """Fails its third poll after moving its position past what it handed out."""
+
+        def __init__(self, values, stop):
+            super().__init__("events", values, batch=40)
+            self.stop = stop
+            self.polls = 0
+
+        def poll(self, timeout_ms=0):
+            self.polls += 1
+            if self.polls == 3:
+                self.position += 40  # fetched, never handed to the service
+                raise BrokerUnavailable("poll events: the broker went away")
+            out = super().poll(timeout_ms)
+            if self.exhausted():
+                self.stop.set()
+            return out
+
+    values = [encode(x, y) for x, y in LABELLED]
+    stop = threading.Event()
+    metrics = Metrics(CollectorRegistry())
+    service = Service(build_pipeline(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
+    source = Flaky(values, stop)
+    source.on_assign = service.on_assign
+    service.run(source, stop, poll_timeout_ms=0)
+    assert service.outcomes["learned"] == len(values)
+    assert service.pipeline.snapshot()[ENSEMBLE].learned == len(values)
