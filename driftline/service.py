@@ -53,7 +53,7 @@ class Service:
         self.decoder = decoder or Decoder()
         self.checkpointer = checkpointer or Checkpointer(None, dead_letters)
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
-        self.dead_lettered = dict.fromkeys(REASONS, 0)  # by reason
+        self.dead_letter_reasons = dict.fromkeys(REASONS, 0)
         self.started = time.time()
         self._models: Mapping[str, ModelStats] = pipeline.snapshot()  # pipeline-facing
         self._lag: dict[int, int] = {}
@@ -76,7 +76,7 @@ class Service:
             self.decoder.label_kind = state.label_kind
             # Counters carry on across restarts.
             self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
-            self.dead_lettered = {**dict.fromkeys(REASONS, 0), **(state.dead_letters or {})}
+            self.dead_letter_reasons = {**dict.fromkeys(REASONS, 0), **(state.dead_letters or {})}
             self._models = self.pipeline.snapshot()  # pipeline-facing
             self._publish()
         return True
@@ -88,7 +88,7 @@ class Service:
                 self.pipeline,
                 label_kind=self.decoder.label_kind,
                 outcomes=self.outcomes,
-                dead_letters=self.dead_lettered,
+                dead_letters=self.dead_letter_reasons,
             )
 
     def on_assign(self, source: Source, partitions: list[int]) -> None:
@@ -121,7 +121,7 @@ class Service:
         pipeline = self.pipeline
         process = pipeline.process  # pipeline-facing
         offsets = self.checkpointer.offsets
-        reasons = self.dead_lettered
+        reasons = self.dead_letter_reasons
         learned = unlabelled = dead = sent = 0
         for record in records:
             event = decode(record.value)
@@ -168,7 +168,7 @@ class Service:
         self.metrics.publish(Snapshot(
             models=self._models,
             outcomes=dict(self.outcomes),
-            dead_letters=dict(self.dead_lettered),
+            dead_letters=dict(self.dead_letter_reasons),
             lag=self._lag,
             assigned=self._assigned,
             restored_offsets=self.checkpointer.restored_offsets,
