@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 system-deps:
 	scripts/system-deps.sh
 
+# lint-imports checks the layering contracts of pyproject.toml ([tool.importlinter]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

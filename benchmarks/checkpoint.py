@@ -18,37 +18,41 @@ import time
 import uuid
 
 from prometheus_client import CollectorRegistry
-from throughput import fill_topic  # same folder
+from throughput import fill_topic, stop_after  # same folder
 
 from consumers.deadletter import DeadLetters
 from consumers.kafka_io import KafkaSink, KafkaSource, broker_ready
 from driftline import broker
 from driftline.checkpoint import CheckpointStore
+from driftline.checkpointing import Checkpointer
 from driftline.config import Settings
+from driftline.learning import build_learner
 from driftline.metrics import Metrics
 from driftline.service import Service
-from pipeline import build_pipeline
 
 
 def run(bootstrap: str, topic: str, n: int, interval: float | None) -> tuple[float, int]:
     """Events/s over the topic, and how many checkpoints were written."""
     with tempfile.TemporaryDirectory() as state:
         store = CheckpointStore(state, b"benchmark-key") if interval else None
-        source = KafkaSource(bootstrap, topic, f"bench-{uuid.uuid4().hex[:8]}")
         sink = KafkaSink(bootstrap)
-        service = Service(
-            source, build_pipeline(Settings()), DeadLetters(sink, f"{topic}.dlq"),
-            Metrics(CollectorRegistry()), checkpoints=store,
-            checkpoint_interval=interval or 5.0,
-        )
+        dead_letters = DeadLetters(sink, f"{topic}.dlq")
+        metrics = Metrics(CollectorRegistry())
+        checkpointer = Checkpointer(store, dead_letters, interval_seconds=interval or 5.0)
+        service = Service(build_learner(Settings()), dead_letters, metrics,
+                          checkpointer=checkpointer)
+        source = KafkaSource(bootstrap, topic, f"bench-{uuid.uuid4().hex[:8]}",
+                             on_assign=service.on_assign)
         first = source.poll(timeout_ms=10_000)  # the group join is not throughput
         start = time.perf_counter()
         service.process(first)
-        service.run(threading.Event(), max_events=n)  # includes the final checkpoint
+        stop = threading.Event()
+        stop_after(metrics, n, stop)
+        service.run(source, stop)  # includes the final checkpoint
         elapsed = time.perf_counter() - start
         sink.close()
         written = 0 if store is None else int(store.files()[0].stem.split("-")[1])
-        return service.outcomes.total() / elapsed, written
+        return sum(service.outcomes.values()) / elapsed, written
 
 
 def main() -> None:

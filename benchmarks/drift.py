@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import river
+from pipeline.core import ENSEMBLE
 
 from driftline.config import DriftSettings, ModelSpec, Settings, load_settings
 from driftline.datasets import bundled, drift_points, synthetic
@@ -96,11 +97,11 @@ def run(
 
     n = len(rows)
     stats = pipeline.snapshot()
-    members = {name: s.accuracy or 0.0 for name, s in stats.items() if name != "ensemble"}
+    members = {name: s.accuracy or 0.0 for name, s in stats.items() if name != ENSEMBLE}
     best = max(members, key=members.__getitem__)
     out: dict[str, Any] = {
         "events": n,
-        "accuracy": stats["ensemble"].accuracy or 0.0,
+        "accuracy": stats[ENSEMBLE].accuracy or 0.0,
         "members": members,
         "best": best,
         "detections": len(detections),

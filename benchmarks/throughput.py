@@ -33,9 +33,9 @@ from consumers.wire import encode
 from driftline import broker
 from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
+from driftline.learning import build_learner
 from driftline.metrics import Metrics
 from driftline.service import Service
-from pipeline import build_pipeline
 
 
 def fill_topic(bootstrap: str, topic: str, n: int) -> None:
@@ -71,25 +71,39 @@ def hand_written(bootstrap: str, topic: str, n: int) -> float:
     return seen / elapsed
 
 
+def stop_after(metrics: Metrics, n: int, stop: threading.Event) -> threading.Thread:
+    """A thread that sets `stop` once the service has published `n` consumed events."""
+
+    def watch() -> None:
+        while sum(metrics.latest.outcomes.values()) < n:
+            time.sleep(0.005)
+        stop.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def with_driftline(bootstrap: str, topic: str, n: int) -> float:
     settings = Settings(
         models=(ModelSpec("logreg", "logistic_regression"),),
         drift=DriftSettings(detector="none", response="none"),
     )
-    source = KafkaSource(bootstrap, topic, f"driftline-{uuid.uuid4().hex[:8]}")
     sink = KafkaSink(bootstrap)
-    service = Service(
-        source, build_pipeline(settings), DeadLetters(sink, f"{topic}.dlq"),
-        Metrics(CollectorRegistry()),
-    )
+    metrics = Metrics(CollectorRegistry())
+    service = Service(build_learner(settings), DeadLetters(sink, f"{topic}.dlq"), metrics)
+    source = KafkaSource(bootstrap, topic, f"driftline-{uuid.uuid4().hex[:8]}",
+                         on_assign=service.on_assign)
     # Time from the first record, like the hand-written loop (group join is not throughput).
     first = source.poll(timeout_ms=10_000)
     start = time.perf_counter()
     service.process(first)
-    service.run(threading.Event(), max_events=n)
+    stop = threading.Event()
+    stop_after(metrics, n, stop)
+    service.run(source, stop)
     elapsed = time.perf_counter() - start
     sink.close()
-    return service.outcomes.total() / elapsed
+    return sum(service.outcomes.values()) / elapsed
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import time
 from typing import Protocol
 
 from consumers.records import Record
-from consumers.wire import Rejection
+from consumers.wire import DEFAULT_MAX_BYTES, Rejection
 
 
 class Sink(Protocol):
@@ -36,7 +36,7 @@ def dead_letter_headers(record: Record, rejection: Rejection) -> list[tuple[str,
 class DeadLetters:
     """Produces rejected messages, original bytes cut to `max_bytes`, to one topic."""
 
-    def __init__(self, sink: Sink, topic: str, max_bytes: int = 1_000_000) -> None:
+    def __init__(self, sink: Sink, topic: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.sink = sink
         self.topic = topic
         self.max_bytes = max_bytes

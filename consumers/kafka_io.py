@@ -1,14 +1,17 @@
 """The one module that imports the Kafka client (kafka-python).
 
 Everything else in driftline talks to Kafka through the small classes and functions here, so the
-client could be swapped in one place.
+client could be swapped in one place. The client's errors do not leave this module: they are
+raised again as `consumers.errors` (`BrokerUnavailable`, `DeliveryFailed`, `NotAssigned`), with
+the topic and partition they concern.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import (
@@ -21,19 +24,28 @@ from kafka import (
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from consumers.errors import BrokerUnavailable, DeliveryFailed, NotAssigned
 from consumers.records import Record
+from consumers.source import OnPartitions
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "KafkaError",
     "KafkaSink",
     "KafkaSource",
     "broker_ready",
-    "committed_offsets",
     "create_topic",
     "topic_partitions",
 ]
+
+
+@contextmanager
+def _broker(what: str) -> Iterator[None]:
+    """Raise the client's errors inside the block as `BrokerUnavailable`, saying what failed."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
@@ -62,23 +74,25 @@ def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1) -> bool:
     """Create `name` with `partitions` partitions; False if it existed already."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-        return True
-    except TopicAlreadyExistsError:
-        return False
-    finally:
-        admin.close()
+    with _broker(f"create topic {name} at {bootstrap}"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            return True
+        except TopicAlreadyExistsError:
+            return False
+        finally:
+            admin.close()
 
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The partitions of `topic`, or [] while it does not exist."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        [described] = admin.describe_topics([topic])
-    finally:
-        admin.close()
+    with _broker(f"describe topic {topic} at {bootstrap}"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            [described] = admin.describe_topics([topic])
+        finally:
+            admin.close()
     if described.get("error_code", 0) != 0:
         return []
     return sorted(
@@ -86,22 +100,14 @@ def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     )
 
 
-def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
-    """The group's committed next offset per partition of `topic` (for lag and checks)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        offsets = admin.list_group_offsets(group_id).get(group_id, {})
-    finally:
-        admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-
 class KafkaSource:
     """A consumer in a consumer group that yields `Record`s and commits only when told to.
 
     Auto-commit is off. Where each assigned partition starts is decided by `on_assign`
     (driftline seeks to its checkpointed offsets); `on_revoke` runs before partitions go, so the
-    state can be checkpointed first. Both run inside `poll`, between batches.
+    state can be checkpointed first; `on_lost` when they were taken away already (this member
+    was evicted from the group), and defaults to `on_revoke`. All run inside `poll`, between
+    batches, with this source and the partitions of its topic concerned.
     """
 
     def __init__(
@@ -114,50 +120,60 @@ class KafkaSource:
         *,
         group_instance_id: str | None = None,
         session_timeout_ms: int = 10_000,
-        on_assign: Callable[[list[int]], None] | None = None,
-        on_revoke: Callable[[list[int]], None] | None = None,
+        on_assign: OnPartitions | None = None,
+        on_revoke: OnPartitions | None = None,
+        on_lost: OnPartitions | None = None,
     ) -> None:
         self.topic = topic
         options: dict[str, Any] = {}
         if group_instance_id:
             options["group_instance_id"] = group_instance_id
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            auto_offset_reset=auto_offset_reset,
-            enable_auto_commit=False,
-            max_poll_records=max_poll_records,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-            **options,
-        )
+        with _broker(f"consume {topic} from {bootstrap}"):
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=group_id,
+                auto_offset_reset=auto_offset_reset,
+                enable_auto_commit=False,
+                max_poll_records=max_poll_records,
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+                **options,
+            )
         source = self
+        on_lost = on_lost or on_revoke
+
+        def call(callback: OnPartitions | None, partitions: Any) -> None:
+            mine = sorted(tp.partition for tp in partitions if tp.topic == source.topic)
+            if mine and callback is not None:
+                callback(source, mine)
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:
-                mine = [tp.partition for tp in revoked if tp.topic == source.topic]
-                if mine and on_revoke is not None:
-                    on_revoke(mine)
+                call(on_revoke, revoked)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                mine = [tp.partition for tp in assigned if tp.topic == source.topic]
-                if mine and on_assign is not None:
-                    on_assign(mine)
+                call(on_assign, assigned)
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                call(on_lost, lost)
 
         self._listener = Listener()
-        self._consumer.subscribe([topic], listener=self._listener)
+        with _broker(f"subscribe to {topic}"):
+            self._consumer.subscribe([topic], listener=self._listener)
 
     def resubscribe(self) -> None:
         """Join the group anew (a join that raced the topic's metadata can end unassigned)."""
-        self._consumer.unsubscribe()
-        self._consumer.subscribe([self.topic], listener=self._listener)
+        with _broker(f"resubscribe to {self.topic}"):
+            self._consumer.unsubscribe()
+            self._consumer.subscribe([self.topic], listener=self._listener)
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
         """The next batch of records, in offset order within each partition.
 
         kafka-python's ConsumerRecord has every field of `Record`; it is handed on as it is.
         """
-        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        with _broker(f"poll {self.topic}"):
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
         if len(batches) == 1:
             return next(iter(batches.values()))
         out: list[Record] = []
@@ -166,15 +182,24 @@ class KafkaSource:
         return out
 
     def seek(self, partition: int, offset: int) -> None:
-        self._consumer.seek(TopicPartition(self.topic, partition), offset)
+        where = f"{self.topic}[{partition}]@{offset}"
+        try:
+            with _broker(f"seek {where}"):
+                self._consumer.seek(TopicPartition(self.topic, partition), offset)
+        except ValueError as exc:  # the client's word for "not assigned"
+            raise NotAssigned(f"cannot seek {where}: {exc}") from exc
 
     def seek_to_start(self, partition: int, reset: str) -> None:
         """Position a partition with no checkpointed offset: "earliest" or "latest"."""
         tp = TopicPartition(self.topic, partition)
-        if reset == "latest":
-            self._consumer.seek_to_end(tp)
-        else:
-            self._consumer.seek_to_beginning(tp)
+        try:
+            with _broker(f"seek {self.topic}[{partition}] to the {reset} offset"):
+                if reset == "latest":
+                    self._consumer.seek_to_end(tp)
+                else:
+                    self._consumer.seek_to_beginning(tp)
+        except ValueError as exc:
+            raise NotAssigned(f"cannot seek {self.topic}[{partition}]: {exc}") from exc
 
     def assignment(self) -> list[int]:
         return sorted(tp.partition for tp in self._consumer.assignment())
@@ -189,10 +214,11 @@ class KafkaSource:
         }
         if not offsets:
             return
-        if wait:
-            self._consumer.commit(offsets)
-        else:
-            self._consumer.commit_async(offsets)
+        with _broker(f"commit {self.topic} offsets {dict(next_offsets)}"):
+            if wait:
+                self._consumer.commit(offsets)
+            else:
+                self._consumer.commit_async(offsets)
 
     def lag(self) -> dict[int, int]:
         """Per assigned partition: the high-water mark minus our position, where known."""
@@ -212,7 +238,8 @@ class KafkaSource:
     def close(self, timeout: float = 5.0) -> None:
         # Bounded: kafka-python would otherwise wait up to request_timeout_ms (5 minutes) to
         # leave the group when the coordinator does not answer.
-        self._consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
+        with _broker(f"close the consumer of {self.topic}"):
+            self._consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
 
 
 def _offset_and_metadata(offset: int) -> Any:
@@ -230,7 +257,8 @@ class KafkaSink:
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
         options.setdefault("linger_ms", 5)
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
+        with _broker(f"produce to {bootstrap}"):
+            self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
 
     def send(
         self,
@@ -239,10 +267,17 @@ class KafkaSink:
         key: bytes | None = None,
         headers: Iterable[tuple[str, bytes]] | None = None,
     ) -> None:
-        self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+        try:
+            self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+        except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
+            raise DeliveryFailed(f"send to {topic}: {type(exc).__name__}: {exc}") from exc
 
     def flush(self, timeout: float | None = None) -> None:
-        self._producer.flush(timeout=timeout)
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise DeliveryFailed(f"flush: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        self._producer.close()
+        with _broker("close the producer"):
+            self._producer.close()

@@ -26,12 +26,37 @@ class Event(NamedTuple):
     id: str | None = None
 
 
+# Every reason a message can be dead-lettered for: the decoder's, then the service's
+# (`model_error`: a model raised on the event). Metrics export each of them from the start.
+REASONS = (
+    "empty",
+    "too_large",
+    "not_utf8",
+    "not_json",
+    "not_finite",
+    "not_object",
+    "missing_x",
+    "x_not_mapping",
+    "bad_feature",
+    "schema",
+    "bad_id",
+    "bad_label",
+    "label_type",
+    "model_error",
+)
+MODEL_ERROR = "model_error"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a message is not an event; `reason` is a short machine-friendly tag."""
+    """Why a message is not an event; `reason` is one of `REASONS`, `detail` says more."""
 
     reason: str
     detail: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:  # a new reason must be listed, or no metric shows it
+            raise ValueError(f"unknown rejection reason {self.reason!r}; add it to REASONS")
 
 
 class _NotFinite(ValueError):

@@ -44,6 +44,9 @@ class State:
     label_kind: str | None = None  # the stream's label type, fixed by its first label
     outcomes: dict[str, int] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    # Dead letters by reason. A plain default (not a factory) is a class attribute, so a
+    # checkpoint written before this field existed still loads, with None.
+    dead_letters: dict[str, int] | None = None
 
 
 def load_key(directory: Path, key_file: str = "") -> bytes:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from consumers.errors import StreamError
 from driftline import __version__
 from driftline.config import Settings, load_settings
 from driftline.errors import BrokerError, ConfigError, DataError
@@ -131,7 +132,7 @@ def _rows(args: argparse.Namespace, limit: int | None = None) -> Iterator[Row]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from driftline.service import serve
+    from driftline.app import serve
 
     return serve(load_settings(args.config))
 
@@ -224,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return 2
-    except BrokerError as exc:
+    except (BrokerError, StreamError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

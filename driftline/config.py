@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.wire import FEATURE_KINDS
+from consumers.wire import DEFAULT_MAX_BYTES, FEATURE_KINDS
 from driftline.errors import ConfigError
-from pipeline import DETECTOR_NAMES, ENSEMBLE, RESPONSES
+from pipeline.names import DETECTOR_NAMES, ENSEMBLE, RESPONSES
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -58,7 +58,7 @@ class DriftSettings:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    max_message_bytes: int = 1_000_000
+    max_message_bytes: int = DEFAULT_MAX_BYTES
     features: Mapping[str, str] = field(default_factory=dict)  # name -> number|string|bool
     allow_extra_features: bool = True
 
@@ -285,6 +285,8 @@ def _section(name: str, raw: Any) -> Any:
 
 
 def _models(raw: Any) -> tuple[ModelSpec, ...]:
+    # Imported here: pipeline.core imports River, seconds that `publish` and `kafka` need not pay.
+
     if not isinstance(raw, list) or not raw:
         raise ConfigError("[[models]]: expected one or more [[models]] tables")
     specs: list[ModelSpec] = []

@@ -89,11 +89,6 @@ def bundled(name: str, limit: int | None = None) -> Iterator[Row]:
         yield from read_csv(path, target, limit)
 
 
-def bundled_path(name: str) -> Path:
-    filename, _ = BUNDLED[name]
-    return Path(str(resources.files("driftline.data") / filename))
-
-
 def _concepts(streams: list[Any], positions: list[int], width: int, n: int,
               seed: int) -> Iterator[Row]:
     """`n` events from a sequence of concepts: past the k-th position, concept k + 1 takes over

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from driftline.config import Settings
 from driftline.errors import ConfigError
-from pipeline import DriftEnsemble, build_model, make_detector
+from pipeline.drift import make_detector
+from pipeline.ensemble import DriftEnsemble
+from pipeline.presets import build_model
 
 
 def build_learner(settings: Settings) -> DriftEnsemble:

@@ -22,6 +22,8 @@ from typing import Any
 from river import drift
 from river.drift import binary
 
+from pipeline.names import DETECTOR_NAMES
+
 DETECTORS: dict[str, Any] = {
     "adwin": drift.ADWIN,
     "page_hinkley": drift.PageHinkley,
@@ -32,7 +34,7 @@ DETECTORS: dict[str, Any] = {
     "hddm_w": binary.HDDMW,
 }
 NO_DETECTOR = "none"
-DETECTOR_NAMES = (*DETECTORS, NO_DETECTOR)
+assert (*DETECTORS, NO_DETECTOR) == DETECTOR_NAMES
 
 # Where driftline's defaults differ from River's (`params` overrides them):
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {

@@ -41,12 +41,9 @@ from typing import Any, NamedTuple
 from river import base
 
 from pipeline.drift import RiseDetector
+from pipeline.names import ENSEMBLE, RESPONSES
 from pipeline.presets import accepts_weight
 from pipeline.scoring import Score
-
-ENSEMBLE = "ensemble"  # the name under which the served prediction is reported
-RESPONSES = ("reweight", "reset", "none")
-RESET_REASONS = ("drift", "failures", "non_finite")
 
 
 class LimitExceeded(ValueError):

@@ -114,6 +114,18 @@ class Service:
         return self.log.read_text(errors="replace")
 
 
+def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
+    """The group's committed next offset per partition of `topic`."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group_id).get(group_id, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Any]:
     """Every record of `topic` from the start (kafka-python ConsumerRecords, with headers)."""
     from kafka import KafkaConsumer

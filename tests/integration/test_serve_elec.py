@@ -8,11 +8,11 @@ import urllib.request
 
 from river import evaluate, metrics
 
-from consumers.kafka_io import committed_offsets
 from driftline.datasets import bundled
 from tests.integration.support import (
     ONE_MODEL,
     Service,
+    committed_offsets,
     driftline,
     free_port,
     river_logistic_regression,

@@ -9,7 +9,6 @@ import stat
 import pytest
 
 from consumers.deadletter import DeadLetters
-from consumers.testing import ListSink, ListSource
 from consumers.wire import encode
 from driftline.checkpoint import (
     KEY_ENV,
@@ -20,12 +19,14 @@ from driftline.checkpoint import (
     sign,
     verify,
 )
+from driftline.checkpointing import Checkpointer
 from driftline.config import ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.errors import ConfigError
 from driftline.learning import build_learner
 from driftline.metrics import CollectorRegistry, Metrics
 from driftline.service import Service
+from tests.memory import ListSink, ListSource
 
 KEY = b"k" * 32
 
@@ -117,22 +118,22 @@ def test_the_key_comes_from_the_environment_or_a_private_file(tmp_path, monkeypa
         load_key(tmp_path, str(tmp_path / "missing.key"))
 
 
-def make_service(values, store, settings=None):
+def make_service(store, settings=None):
     settings = settings or Settings()
-    return Service(ListSource("events", values), build_learner(settings),
-                   DeadLetters(ListSink(), "events.dlq"), Metrics(CollectorRegistry()),
-                   checkpoints=store)
+    dead_letters = DeadLetters(ListSink(), "events.dlq")
+    return Service(build_learner(settings), dead_letters, Metrics(CollectorRegistry()),
+                   checkpointer=Checkpointer(store, dead_letters))
 
 
 def test_a_service_restores_what_another_checkpointed(tmp_path):
     values = [encode(x, y) for x, y in bundled("elec", limit=400)]
     store = CheckpointStore(tmp_path, KEY)
-    first = make_service(values, store)
-    first.process(first.source.poll())
+    first = make_service(store)
+    first.process(ListSource("events", values).poll())
     first.checkpoint()
-    second = make_service(values, store)
+    second = make_service(store)
     assert second.restore()
-    assert second.next_offsets == {0: 400}
+    assert second.checkpointer.offsets == {0: 400}
     assert second.pipeline.stats() == first.pipeline.stats()
     assert second.decoder.label_kind == "number"
     assert second.metrics.registry.get_sample_value(
@@ -141,9 +142,9 @@ def test_a_service_restores_what_another_checkpointed(tmp_path):
 
 def test_restoring_into_other_models_stops_with_a_config_error(tmp_path):
     store = CheckpointStore(tmp_path, KEY)
-    first = make_service([encode({"a": 1.0}, 1)], store)
-    first.process(first.source.poll())
+    first = make_service(store)
+    first.process(ListSource("events", [encode({"a": 1.0}, 1)]).poll())
     first.checkpoint()
     other = Settings(models=(ModelSpec("nb", "gaussian_nb"),))
     with pytest.raises(ConfigError, match="models"):
-        make_service([], store, other).restore()
+        make_service(store, other).restore()

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-import driftline.service
+import driftline.app
 from driftline.cli import main
 from driftline.config import (
     DEFAULT_MODELS,
@@ -209,8 +209,9 @@ def no_kafka(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("serve went past validation")
 
-    monkeypatch.setattr(driftline.service, "StatusServer", forbidden)
-    monkeypatch.setattr(driftline.service, "_connect_source", forbidden)
+    monkeypatch.setattr(driftline.app, "StatusServer", forbidden)
+    monkeypatch.setattr(driftline.app, "_wait_for_topic", forbidden)
+    monkeypatch.setattr(driftline.app, "_connect", forbidden)
 
 
 BAD_CONFIGS = [

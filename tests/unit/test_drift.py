@@ -13,8 +13,8 @@ import pytest
 from driftline.config import DriftSettings, Settings
 from driftline.datasets import drift_points, synthetic
 from driftline.learning import build_learner
-from pipeline import DriftEnsemble
 from pipeline.drift import DETECTORS, RiseDetector, make_detector
+from pipeline.ensemble import DriftEnsemble
 
 CHANGE = 2000
 

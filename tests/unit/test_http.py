@@ -5,6 +5,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from dataclasses import replace
 
 import pytest
 
@@ -18,7 +19,8 @@ STATUS = {"uptime_seconds": 1.5, "events": {"learned": 3}, "models": {"m": {"acc
 @pytest.fixture(scope="module")
 def server():
     metrics = Metrics(CollectorRegistry())
-    metrics.observe_events({"learned": 3}, {"not_json": 1})
+    metrics.publish(replace(metrics.latest, outcomes={**metrics.latest.outcomes, "learned": 3},
+                            dead_letters={**metrics.latest.dead_letters, "not_json": 1}))
     srv = StatusServer("127.0.0.1", 0, metrics, lambda: STATUS)
     srv.start()
     yield srv

@@ -11,9 +11,9 @@ from driftline.config import DriftSettings, LearningSettings, ModelSpec, Setting
 from driftline.datasets import bundled
 from driftline.errors import ConfigError
 from driftline.learning import build_learner
-from pipeline import PRESETS, DriftEnsemble, FactoryError, LimitExceeded, build_model
+from pipeline.ensemble import DriftEnsemble, LimitExceeded
 from pipeline.evaluate import evaluate
-from pipeline.presets import accepts_weight
+from pipeline.presets import PRESETS, FactoryError, accepts_weight, build_model
 
 
 def one_model(model, detector="none", response="none", name="m", **learning):

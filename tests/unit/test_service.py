@@ -2,17 +2,19 @@
 
 import json
 import threading
+import time
 
 import pytest
 
 from consumers.deadletter import DeadLetters
-from consumers.testing import ListSink, ListSource
 from consumers.wire import encode
 from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.learning import build_learner
 from driftline.metrics import CollectorRegistry, Metrics
 from driftline.service import Service
+from pipeline.names import ENSEMBLE
+from tests.memory import ListSink, ListSource
 
 MODELS = [spec.name for spec in Settings().models]
 
@@ -63,8 +65,9 @@ def served():
     source = StoppingSource(values, stop, batch=50)
     sink = ListSink()
     metrics = Metrics(CollectorRegistry())
-    service = Service(source, build_learner(Settings()), DeadLetters(sink, "t.dlq"), metrics)
-    service.run(stop, poll_timeout_ms=0)
+    service = Service(build_learner(Settings()), DeadLetters(sink, "t.dlq"), metrics)
+    source.on_assign = service.on_assign
+    service.run(source, stop, poll_timeout_ms=0)
     return values, source, sink, metrics.registry, service
 
 
@@ -86,7 +89,7 @@ def test_dead_letters_by_reason(served):
     for reason in set(reasons):
         value = sample(registry, "driftline_dead_letters_total", reason=reason)
         assert value == reasons.count(reason), reason
-    assert sample(registry, "driftline_dead_letters_total", reason="bad_id") is None
+    assert sample(registry, "driftline_dead_letters_total", reason="bad_id") == 0
 
 
 def test_model_metrics_match_a_direct_run(served):
@@ -102,7 +105,7 @@ def test_model_metrics_match_a_direct_run(served):
         reference.step(x, y)
     expected = reference.stats()
     assert service.pipeline.stats().keys() == expected.keys()
-    for name in [*MODELS, "ensemble"]:
+    for name in [*MODELS, ENSEMBLE]:
         stats = expected[name]
         assert sample(registry, "driftline_samples_learned", model=name) == 200
         assert sample(registry, "driftline_samples_learned", model=name) == stats.learned
@@ -117,7 +120,7 @@ def test_model_metrics_match_a_direct_run(served):
 def test_prequential_accuracy_gauge_equals_snapshot(served):
     _, _, _, registry, service = served
     snapshot = service.pipeline.stats()
-    for name in [*MODELS, "ensemble"]:
+    for name in [*MODELS, ENSEMBLE]:
         value = sample(registry, "driftline_prequential_accuracy", model=name)
         assert value == snapshot[name].accuracy
         assert 0.5 < value <= 1.0
@@ -155,22 +158,22 @@ def test_run_commits_every_message_and_closes(served):
 
 def test_status_is_json(served):
     service = served[4]
-    status = json.loads(json.dumps(service.status()))
+    status = json.loads(json.dumps(service.metrics.latest.status(time.time())))
     assert status["events"] == {"learned": 200, "unlabelled": 2, "dead_lettered": len(BAD)}
-    assert set(status["models"]) == {*MODELS, "ensemble"}
-    assert status["models"]["ensemble"]["learned"] == 200
+    assert set(status["models"]) == {*MODELS, ENSEMBLE}
+    assert status["models"][ENSEMBLE]["learned"] == 200
 
 
 def test_process_batches_without_run():
     values = messages()
     source = ListSource("events", values, batch=7)
     metrics = Metrics(CollectorRegistry())
-    service = Service(source, build_learner(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
+    service = Service(build_learner(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
     while not source.exhausted():
         service.process(source.poll())
     r = metrics.registry
     assert r.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 200
-    assert service.next_offsets == {0: len(values)}
+    assert service.checkpointer.offsets == {0: len(values)}
     assert not source.closed
     assert source.committed == {}  # process never commits; run does
 
@@ -199,8 +202,7 @@ def test_an_event_that_the_only_model_raises_on_is_dead_lettered_and_the_service
     registry = CollectorRegistry()
     settings = Settings(models=(ModelSpec("m", "tests.unit.test_service:make_raises_on_red"),),
                         drift=DriftSettings(detector="none", response="none"))
-    service = Service(source, build_learner(settings), DeadLetters(sink, "events.dlq"),
-                      Metrics(registry))
+    service = Service(build_learner(settings), DeadLetters(sink, "events.dlq"), Metrics(registry))
     service.process(source.poll())
     assert registry.get_sample_value("driftline_dead_letters_total", {"reason": "model_error"}) == 1
     assert registry.get_sample_value("driftline_events_total", {"outcome": "learned"}) == 2
@@ -209,7 +211,7 @@ def test_an_event_that_the_only_model_raises_on_is_dead_lettered_and_the_service
     assert value == values[1]
     assert b"m: ValueError: cannot read red" in dict(headers)["driftline.detail"]
     assert service.pipeline.stats()["m"].failures == 1
-    assert service.next_offsets == {0: 3}
+    assert service.checkpointer.offsets == {0: 3}
 
 
 class BreaksOnSecondLearn:
@@ -239,8 +241,7 @@ def test_a_member_that_raises_is_not_set_aside_and_the_others_learn_the_event():
     settings = Settings(models=(ModelSpec("nc", "no_change"),
                                 ModelSpec("buggy", "tests.unit.test_service:make_breaking")),
                         drift=DriftSettings(detector="none", response="none"))
-    service = Service(source, build_learner(settings), DeadLetters(sink, "events.dlq"),
-                      Metrics(registry))
+    service = Service(build_learner(settings), DeadLetters(sink, "events.dlq"), Metrics(registry))
     service.process(source.poll())
     assert registry.get_sample_value("driftline_model_failed", {"model": "buggy"}) == 0
     assert registry.get_sample_value("driftline_samples_learned", {"model": "nc"}) == 50
@@ -250,3 +251,44 @@ def test_a_member_that_raises_is_not_set_aside_and_the_others_learn_the_event():
     assert sink.sent == []  # the other member learned the event: nothing is lost
     stats = service.pipeline.stats()
     assert stats["buggy"].failures == 1 and stats["buggy"].resets == {}
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_over_after_a_success():
+    from driftline.backoff import Backoff
+
+    backoff = Backoff(first=0.5, cap=4.0)
+    assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next() == 0.5
+
+
+def test_a_kafka_error_rewinds_to_the_service_offsets_and_nothing_is_learned_twice():
+    from consumers.errors import BrokerUnavailable
+
+    class Flaky(ListSource):
+        """Fails its third poll after moving its position past what it handed out."""
+
+        def __init__(self, values, stop):
+            super().__init__("events", values, batch=40)
+            self.stop = stop
+            self.polls = 0
+
+        def poll(self, timeout_ms=0):
+            self.polls += 1
+            if self.polls == 3:
+                self.position += 40  # fetched, never handed to the service
+                raise BrokerUnavailable("poll events: the broker went away")
+            out = super().poll(timeout_ms)
+            if self.exhausted():
+                self.stop.set()
+            return out
+
+    values = [encode(x, y) for x, y in LABELLED]
+    stop = threading.Event()
+    metrics = Metrics(CollectorRegistry())
+    service = Service(build_learner(Settings()), DeadLetters(ListSink(), "t.dlq"), metrics)
+    source = Flaky(values, stop)
+    source.on_assign = service.on_assign
+    service.run(source, stop, poll_timeout_ms=0)
+    assert service.outcomes["learned"] == len(values)
+    assert service.pipeline.stats()[ENSEMBLE].learned == len(values)

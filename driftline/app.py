@@ -1,0 +1,154 @@
+"""`driftline serve`: builds the parts from the settings, wires them and runs the service.
+
+The order matters: the metrics port answers first (liveness while Kafka is away); the service is
+built before the consumer, which gets the service's rebalance callbacks, so nothing refers to a
+service that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from consumers.deadletter import DeadLetters
+from consumers.errors import StreamError
+from consumers.kafka_io import KafkaSink, KafkaSource, create_topic, topic_partitions
+from consumers.wire import Decoder
+from driftline.backoff import Backoff
+from driftline.checkpoint import CheckpointStore, load_key
+from driftline.checkpointing import Checkpointer
+from driftline.config import Settings
+from driftline.http import StatusServer
+from driftline.learning import build_learner
+from driftline.metrics import Metrics
+from driftline.service import Service
+
+log = logging.getLogger("driftline.app")
+
+
+def _instance_id(settings: Settings) -> str:
+    """A stable static-membership id: this host and this state folder."""
+    if settings.kafka.group_instance_id:
+        return settings.kafka.group_instance_id
+    where = os.path.abspath(settings.checkpoint.dir)
+    return f"driftline-{socket.gethostname()}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+
+def _wait_for_topic(settings: Settings, stop: threading.Event) -> bool:
+    """Wait, with backoff while the broker cannot be reached, until the topic exists; False
+    when stopped first. Subscribing only then matters: a group join that races the topic's
+    creation can end with no partitions assigned."""
+    k = settings.kafka
+    backoff = Backoff()
+    announced = 0.0
+    while not stop.is_set():
+        try:
+            if topic_partitions(k.bootstrap_servers, k.topic):
+                return True
+        except StreamError as exc:
+            delay = backoff.next()
+            log.warning("cannot reach Kafka at %s (%s); retrying in %.1f s",
+                        k.bootstrap_servers, exc, delay)
+            stop.wait(delay)
+            continue
+        backoff.reset()
+        if time.monotonic() - announced > 30:
+            log.info("waiting for topic %s to exist (publish to it or create it)", k.topic)
+            announced = time.monotonic()
+        stop.wait(1.0)
+    return False
+
+
+def _connect(settings: Settings, service: Service, stop: threading.Event) -> KafkaSource | None:
+    """The consumer, handed the service's callbacks; retried with backoff; None if stopped."""
+    k = settings.kafka
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            return KafkaSource(
+                k.bootstrap_servers, k.topic, k.group_id, k.auto_offset_reset, k.max_poll_records,
+                group_instance_id=_instance_id(settings),
+                session_timeout_ms=k.session_timeout_ms,
+                on_assign=service.on_assign,
+                on_revoke=service.on_revoke,
+                on_lost=service.on_lost,
+            )
+        except StreamError as exc:
+            delay = backoff.next()
+            log.warning("cannot consume %s (%s); retrying in %.1f s", k.topic, exc, delay)
+            stop.wait(delay)
+    return None
+
+
+def serve(settings: Settings) -> int:
+    """Run the service until SIGTERM or Ctrl-C; the exit status."""
+    pipeline = build_learner(settings)  # validates presets, factories, detectors
+    directory = Path(settings.checkpoint.dir)
+    store = CheckpointStore(
+        directory, load_key(directory, settings.checkpoint.key_file), settings.checkpoint.keep
+    )
+    metrics = Metrics()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the batch in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    server = StatusServer(
+        settings.metrics.host,
+        settings.metrics.port,
+        metrics,
+        lambda: metrics.latest.status(time.time()),
+        ready=lambda: metrics.latest.ready(time.time()),
+    )
+    server.start()
+    log.info("metrics and dashboard on http://%s:%d/", settings.metrics.host, server.port)
+    try:
+        if not _wait_for_topic(settings, stop):
+            return 0
+        try:  # made up front, so the first dead letter does not wait for topic auto-creation
+            create_topic(settings.kafka.bootstrap_servers, settings.dead_letter_topic)
+        except StreamError as exc:
+            log.warning("cannot create the dead-letter topic %s: %s",
+                        settings.dead_letter_topic, exc)
+        sink = KafkaSink(settings.kafka.bootstrap_servers)
+        try:
+            v = settings.validation
+            dead_letters = DeadLetters(sink, settings.dead_letter_topic, v.max_message_bytes)
+            checkpointer = Checkpointer(
+                store, dead_letters,
+                interval_seconds=settings.checkpoint.interval_seconds,
+                offset_reset=settings.kafka.auto_offset_reset,
+                observe=metrics.checkpoint_seconds.observe,
+            )
+            service = Service(
+                pipeline, dead_letters, metrics,
+                Decoder(v.max_message_bytes, dict(v.features) or None, v.allow_extra_features),
+                checkpointer=checkpointer,
+            )
+            service.restore()
+            source = _connect(settings, service, stop)
+            if source is None:
+                return 0
+            log.info(
+                "consuming %s as group %s; models: %s; detector %s, response %s",
+                settings.kafka.topic, settings.kafka.group_id,
+                ", ".join(s.name for s in settings.models),
+                settings.drift.detector, settings.drift.response,
+            )
+            service.run(source, stop)
+        finally:
+            sink.close()
+    finally:
+        server.stop()
+    log.info("stopped after %d events", sum(service.outcomes.values()))
+    return 0
