@@ -19,7 +19,8 @@ from kafka import (
     TopicPartition,
 )
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from kafka.future import Future
 
 from consumers.records import Record
 
@@ -226,10 +227,21 @@ def _offset_and_metadata(offset: int) -> Any:
 
 
 class KafkaSink:
-    """A producer of raw bytes, with optional key and headers."""
+    """A producer of raw bytes, with optional key and headers.
+
+    `send` returns kafka-python's future for the record (`DeadLetters` checks them after a
+    flush); a record too large for the producer comes back as a failed future rather than an
+    exception, like every other refusal. `acks="all"`: a record counts as written once every
+    in-sync replica has it. `max_request_size` is 1 MiB (the client's and the broker's default),
+    above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
+    """
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
+        from consumers.deadletter import PRODUCER_MAX_REQUEST_SIZE
+
         options.setdefault("linger_ms", 5)
+        options.setdefault("acks", "all")
+        options.setdefault("max_request_size", PRODUCER_MAX_REQUEST_SIZE)
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
 
     def send(
@@ -238,8 +250,11 @@ class KafkaSink:
         value: bytes,
         key: bytes | None = None,
         headers: Iterable[tuple[str, bytes]] | None = None,
-    ) -> None:
-        self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+    ) -> Any:
+        try:
+            return self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+        except MessageSizeTooLargeError as exc:
+            return Future().failure(exc)
 
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout=timeout)
