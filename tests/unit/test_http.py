@@ -138,14 +138,12 @@ def test_api_history_answers_json_and_rejects_a_bad_since():
 
 def _closed_by_server(sock, within):
     """True when the server closes `sock` within `within` seconds."""
-    import socket
-
     sock.settimeout(within)
     try:
         return sock.recv(1) == b""
     except (ConnectionResetError, BrokenPipeError):
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 
