@@ -111,6 +111,7 @@ class DeadLetters:
         self.topic = topic
         self.max_bytes = min(max_bytes, DEAD_LETTER_MAX_BYTES)
         self._pending: list[tuple[Record, Any]] = []
+        self._failed: list[tuple[str, int, int, str]] = []  # until clear_failures()
 
     def send(self, record: Record, rejection: Rejection) -> None:
         """Queue a dead letter; log it with at most `MAX_DETAIL_CHARS` of its detail."""
@@ -126,9 +127,19 @@ class DeadLetters:
         if future is not None:
             self._pending.append((record, future))
 
+    def clear_failures(self) -> None:
+        """Forget the failures `flush` reported: call once the state was rewound to before them
+        (their messages will be read, and dead-lettered, again)."""
+        self._failed = []
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every dead letter sent so far is written; raise `DeliveryFailed` naming
-        the source of those that were not."""
+        the source of those that were not.
+
+        Failures are sticky: every later `flush` raises them again until `clear_failures()`, so
+        a caller that flushes once more before a checkpoint (a shutdown, say) cannot checkpoint
+        past a lost dead letter by mistake.
+        """
         pending, self._pending = self._pending, []
         try:
             self.sink.flush(timeout)
@@ -141,8 +152,8 @@ class DeadLetters:
             elif future.failed():
                 error = future.exception
                 failures.append((record, f"{type(error).__name__}: {error}"))
-        if failures:
-            for record, why in failures:
-                log.error("dead letter of %s not delivered: %s", where(record), short(why))
-            raise DeliveryFailed([(r.topic, r.partition, r.offset, short(why))
-                                  for r, why in failures])
+        for record, why in failures:
+            log.error("dead letter of %s not delivered: %s", where(record), short(why))
+        self._failed.extend((r.topic, r.partition, r.offset, short(why)) for r, why in failures)
+        if self._failed:
+            raise DeliveryFailed(self._failed)

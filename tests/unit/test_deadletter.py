@@ -104,6 +104,11 @@ def test_flush_raises_delivery_failed_naming_the_source_of_the_first_failure():
     assert "in time" in failed.failures[2][3]
     assert failed.first_failed_offsets() == {("events", 1): 9}
     assert "events[1]@9" in str(failed)
+    # sticky: a second flush (before a shutdown checkpoint, say) raises the same again
+    with pytest.raises(DeliveryFailed) as again:
+        dead.flush()
+    assert again.value.offset == 9 and len(again.value.failures) == 3
+    dead.clear_failures()  # the caller rewound to before offset 9
     dead.flush()  # each future is checked once: nothing pending any more
 
 
@@ -112,3 +117,29 @@ def test_flush_is_quiet_when_every_dead_letter_is_delivered():
     dead.send(Record("events", 0, 1, b"x"), Rejection("not_json", "x"))
     dead.flush()
     DeadLetters(ListSink(), "t.dlq").flush()  # a sink without futures
+
+
+def test_todays_service_loop_never_checkpoints_past_a_lost_dead_letter(tmp_path):
+    """With the service loop as it is, a refused dead letter stops `run` before any checkpoint
+    covers it (the sticky failure also fails the shutdown's flush, so its checkpoint is skipped).
+    """
+    import threading
+
+    from consumers.testing import ListSource
+    from consumers.wire import encode
+    from driftline.checkpoint import CheckpointStore
+    from driftline.config import Settings
+    from driftline.metrics import CollectorRegistry, Metrics
+    from driftline.service import Service
+    from pipeline import build_pipeline
+
+    values = [encode({"a": float(i)}, i % 2) for i in range(30)]
+    values[12] = b"{not json"
+    store = CheckpointStore(tmp_path, b"k" * 32)
+    service = Service(ListSource("events", values, batch=10), build_pipeline(Settings()),
+                      DeadLetters(FutureSink(fail={12}), "events.dlq"),
+                      Metrics(CollectorRegistry()), checkpoints=store, checkpoint_interval=0.0)
+    with pytest.raises(DeliveryFailed):
+        service.run(threading.Event(), max_events=30)
+    loaded = store.load_latest()
+    assert loaded is None or loaded[0].offsets.get(0, 0) <= 12
