@@ -22,7 +22,8 @@ from kafka import (
     TopicPartition,
 )
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from kafka.future import Future
 
 from consumers.errors import BrokerUnavailable, DeliveryFailed, NotAssigned
 from consumers.records import Record
@@ -215,8 +216,8 @@ class KafkaSource:
         if not offsets:
             return
         with _broker(f"commit {self.topic} offsets {dict(next_offsets)}"):
-            if wait:
-                self._consumer.commit(offsets)
+            if wait:  # bounded: a shutdown must not wait for a broker that is away
+                self._consumer.commit(offsets, timeout_ms=5000)
             else:
                 self._consumer.commit_async(offsets)
 
@@ -253,10 +254,21 @@ def _offset_and_metadata(offset: int) -> Any:
 
 
 class KafkaSink:
-    """A producer of raw bytes, with optional key and headers."""
+    """A producer of raw bytes, with optional key and headers.
+
+    `send` returns kafka-python's future for the record (`DeadLetters` checks them after a
+    flush); a record too large for the producer comes back as a failed future rather than an
+    exception, like every other refusal. `acks="all"`: a record counts as written once every
+    in-sync replica has it. `max_request_size` is 1 MiB (the client's and the broker's default),
+    above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
+    """
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
+        from consumers.deadletter import PRODUCER_MAX_REQUEST_SIZE
+
         options.setdefault("linger_ms", 5)
+        options.setdefault("acks", "all")
+        options.setdefault("max_request_size", PRODUCER_MAX_REQUEST_SIZE)
         with _broker(f"produce to {bootstrap}"):
             self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
 
@@ -266,9 +278,11 @@ class KafkaSink:
         value: bytes,
         key: bytes | None = None,
         headers: Iterable[tuple[str, bytes]] | None = None,
-    ) -> None:
+    ) -> Any:
         try:
-            self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+            return self._producer.send(topic, value=value, key=key, headers=list(headers or []))
+        except MessageSizeTooLargeError as exc:  # a refusal like any other: a failed future
+            return Future().failure(exc)
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             raise DeliveryFailed(f"send to {topic}: {type(exc).__name__}: {exc}") from exc
 

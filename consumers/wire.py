@@ -6,45 +6,42 @@
 it never raises on bad input, so one bad message cannot stop the service. An event without
 "y" (or with "y": null) is unlabelled: it gets a prediction and is not learned from. Top-level
 keys other than id, x and y are ignored, so producers may add their own (a timestamp, say).
+
+Each message is judged on its own: no message changes how later ones are judged.
+
+- A label is any JSON scalar a classifier can take as a class: an integer, a string or a boolean.
+  A float that is a whole number (``1.0``) is the integer 1; any other float is rejected
+  (``not_a_class``): regression is not supported.
+- A feature is a number, a string (categorical) or a boolean. A feature whose value is ``null``
+  is missing: it is dropped from ``x`` (a model sees the event without it), not rejected.
+- Limits (`Limits`, set in ``[validation]``) bound the size of everything a model or a metric
+  would keep: feature magnitudes, features per event, label, id, feature name and string lengths.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 DEFAULT_MAX_BYTES = 1_000_000
+DEFAULT_MAX_ABS_VALUE = 1e12
+DEFAULT_MAX_FEATURES = 1000
+DEFAULT_MAX_LABEL_CHARS = 256
+DEFAULT_MAX_ID_CHARS = 256
+DEFAULT_MAX_FEATURE_NAME_CHARS = 256
+DEFAULT_MAX_STRING_VALUE_CHARS = 1024
+
+# A rejection's detail is meant for a log line and a header: never longer than this.
+MAX_DETAIL_CHARS = 200
 
 
 class Event(NamedTuple):
     """A validated event; `y` is None when unlabelled. (A tuple: cheap to make per message.)"""
 
     x: dict[str, float | int | str | bool]
-    y: float | int | str | bool | None
+    y: int | str | bool | None
     id: str | None = None
-
-
-# Every reason a message can be dead-lettered for: the decoder's, then the service's
-# (`model_error`: a model raised on the event). Metrics export each of them from the start.
-REASONS = (
-    "empty",
-    "too_large",
-    "not_utf8",
-    "not_json",
-    "not_finite",
-    "not_object",
-    "missing_x",
-    "x_not_mapping",
-    "bad_feature",
-    "schema",
-    "bad_id",
-    "bad_label",
-    "label_type",
-    "model_error",
-)
-MODEL_ERROR = "model_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +56,38 @@ class Rejection:
             raise ValueError(f"unknown rejection reason {self.reason!r}; add it to REASONS")
 
 
+# Every reason a message can be dead-lettered for, wherever it is decided, so that metrics can
+# export each at 0 from the start. Tags are part of the contract: add, never rename.
+REASONS: tuple[str, ...] = (
+    # the decoder
+    "empty",  # no value at all
+    "too_large",  # more than max_message_bytes
+    "not_utf8",
+    "not_json",  # includes nesting too deep to parse
+    "not_object",  # valid JSON, not an object
+    "missing_x",
+    "x_not_mapping",
+    "bad_feature",  # a feature value that is a list or an object
+    "not_finite",  # NaN, Infinity, or a number that overflows a float
+    "out_of_range",  # |value| above max_abs_value, or an integer beyond +-2**63
+    "too_many_features",  # more than max_features
+    "too_long",  # a label, id, feature name or string value above its length limit
+    "bad_id",  # "id" not a string
+    "bad_label",  # "y" a list or an object
+    "not_a_class",  # "y" a float that is not a whole number
+    "schema",  # does not match [validation] features
+    # the service
+    "model_error",  # a model raised on the event
+    # reserved for the pipeline and the service
+    "too_many_feature_names",
+    "too_many_classes",
+    "unknown_id",
+    "duplicate_label",
+    "duplicate_id",  # an event whose id is already waiting for its label
+)
+MODEL_ERROR = "model_error"
+
+
 class _NotFinite(ValueError):
     pass
 
@@ -69,21 +98,44 @@ def _no_constant(name: str) -> Any:
 
 
 # Integers beyond this cannot become a float exactly (2**63 is far past float precision already,
-# and past ~1e308 a model's float conversion raises): such numbers are rejected.
+# and past ~1e308 a model's float conversion raises): such numbers are always rejected.
 MAX_INT = 2**63
 
 
 # One decoder for all messages: json.loads with keyword arguments would build one per call.
 _JSON = json.JSONDecoder(parse_constant=_no_constant)
-_LABEL_KINDS = {bool: "bool", int: "number", float: "number", str: "string"}
-
 
 FEATURE_KINDS = ("number", "string", "bool")
 _KIND_TYPES = {"number": (int, float), "string": (str,), "bool": (bool,)}
 
 
+def short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """`text` cut to at most `limit` characters, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    marker = f"...[cut: {len(text)} chars]"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def _name(key: str) -> str:
+    """A feature name (or any user string) as it may appear in a detail: quoted, cut."""
+    return repr(key) if len(key) <= 40 else repr(key[:40]) + f"... ({len(key)} chars)"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on one event; each has a default a user would expect (see docs/validation.md)."""
+
+    max_abs_value: float = DEFAULT_MAX_ABS_VALUE
+    max_features: int = DEFAULT_MAX_FEATURES
+    max_label_chars: int = DEFAULT_MAX_LABEL_CHARS
+    max_id_chars: int = DEFAULT_MAX_ID_CHARS
+    max_feature_name_chars: int = DEFAULT_MAX_FEATURE_NAME_CHARS
+    max_string_value_chars: int = DEFAULT_MAX_STRING_VALUE_CHARS
+
+
 class Decoder:
-    """Decodes messages; the first label seen fixes the label type of the stream.
+    """Decodes messages; stateless: the same bytes always give the same result.
 
     `features`, when given, maps each expected feature name to "number", "string" or "bool":
     an event missing one, or with one of another type, is rejected (reason "schema"); so is an
@@ -95,27 +147,37 @@ class Decoder:
         max_bytes: int = DEFAULT_MAX_BYTES,
         features: dict[str, str] | None = None,
         allow_extra_features: bool = True,
+        *,
+        limits: Limits | None = None,
     ) -> None:
         self.max_bytes = max_bytes
-        self.label_kind: str | None = None
+        self.limits = limits = limits or Limits()
         self.schema = (
             {name: _KIND_TYPES[kind] for name, kind in features.items()} if features else None
         )
         self.allow_extra_features = allow_extra_features
+        # Bounds as plain attributes: read once per message, not through `limits`.
+        self._max_abs = limits.max_abs_value
+        self._max_features = limits.max_features
+        self._max_label = limits.max_label_chars
+        self._max_id = limits.max_id_chars
+        self._max_name = limits.max_feature_name_chars
+        self._max_string = limits.max_string_value_chars
 
     def _check_schema(self, x: dict[str, Any]) -> Rejection | None:
         assert self.schema is not None
         for name, types in self.schema.items():
             if name not in x:
-                return Rejection("schema", f"feature {name!r} is missing")
+                return Rejection("schema", f"feature {_name(name)} is missing")
             v = x[name]
             # bool is an int subclass: a number feature must not accept true/false
             if not isinstance(v, types) or (type(v) is bool and bool not in types):
-                return Rejection("schema", f"feature {name!r} is {type(v).__name__}, "
+                return Rejection("schema", f"feature {_name(name)} is {type(v).__name__}, "
                                            f"expected {_kind_name(types)}")
         if not self.allow_extra_features and len(x) > len(self.schema):
             extra = sorted(set(x) - set(self.schema))
-            return Rejection("schema", f"unexpected features {extra[:5]}")
+            names = ", ".join(_name(k) for k in extra[:5])
+            return Rejection("schema", short(f"unexpected features [{names}]"))
         return None
 
     def decode(self, value: bytes | None) -> Event | Rejection:
@@ -126,13 +188,13 @@ class Decoder:
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return Rejection("not_utf8", str(exc))
+            return Rejection("not_utf8", short(str(exc)))
         try:
             obj = _JSON.decode(text)
         except _NotFinite as exc:
             return Rejection("not_finite", str(exc))
         except (ValueError, RecursionError) as exc:
-            return Rejection("not_json", str(exc)[:200])
+            return Rejection("not_json", short(str(exc)))
         if type(obj) is not dict:
             return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
         x = obj.get("x")
@@ -140,38 +202,80 @@ class Decoder:
             if x is None:
                 return Rejection("missing_x", "no 'x' mapping of features")
             return Rejection("x_not_mapping", f"'x' must be an object, got {type(x).__name__}")
+        if len(x) > self._max_features:
+            return Rejection(
+                "too_many_features", f"{len(x)} features, more than {self._max_features}"
+            )
+        max_abs = self._max_abs
+        max_name = self._max_name
+        missing = False
         for key, v in x.items():
+            if len(key) > max_name:
+                return Rejection(
+                    "too_long", f"feature name {_name(key)} is longer than {max_name} characters"
+                )
             t = type(v)
             if t is float:
-                if v - v != 0.0:  # inf - inf is nan; nan - nan is nan; finite - itself is 0
-                    return Rejection("not_finite", f"feature {key!r} is {v}")
+                if not -max_abs <= v <= max_abs:  # NaN fails every comparison
+                    if v - v != 0.0:  # inf - inf is nan; nan - nan is nan; finite - itself is 0
+                        return Rejection("not_finite", f"feature {_name(key)} is {v}")
+                    return Rejection(
+                        "out_of_range", f"feature {_name(key)} is {v:g}, |value| > {max_abs:g}"
+                    )
             elif t is int:
-                if not -MAX_INT < v < MAX_INT:
-                    return Rejection("not_finite", f"feature {key!r} is an integer out of range")
-            elif t is not str and t is not bool:
-                found = "null" if v is None else t.__name__
-                return Rejection("bad_feature", f"feature {key!r} is {found}, not a scalar")
+                if not -max_abs <= v <= max_abs or not -MAX_INT < v < MAX_INT:
+                    return Rejection(
+                        "out_of_range",
+                        f"feature {_name(key)} is an integer beyond +-{min(max_abs, MAX_INT):g}",
+                    )
+            elif t is str:
+                if len(v) > self._max_string:
+                    return Rejection(
+                        "too_long", f"feature {_name(key)} is a string of {len(v)} characters, "
+                                    f"more than {self._max_string}")
+            elif v is None:
+                missing = True
+            elif t is not bool:
+                return Rejection("bad_feature", f"feature {_name(key)} is {t.__name__}, "
+                                                "not a number, string or boolean")
+        if missing:  # null is a missing value: the feature is left out
+            x = {key: v for key, v in x.items() if v is not None}
         if self.schema is not None and (bad := self._check_schema(x)) is not None:
             return bad
         event_id = obj.get("id")
-        if event_id is not None and type(event_id) is not str:
-            return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")
+        if event_id is not None:
+            if type(event_id) is not str:
+                return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")
+            if len(event_id) > self._max_id:
+                return Rejection(
+                    "too_long", f"'id' has {len(event_id)} characters, more than {self._max_id}"
+                )
         y = obj.get("y")
         if y is None:
             return Event(x, None, event_id)
-        kind = _LABEL_KINDS.get(type(y))
-        if kind is None:
-            return Rejection("bad_label", f"'y' must be a scalar, got {type(y).__name__}")
-        if kind == "number":
-            in_range = -MAX_INT < y < MAX_INT if type(y) is int else math.isfinite(y)
-            if not in_range:
-                return Rejection("not_finite", "the label is not a finite number in range")
-        if self.label_kind is None:
-            self.label_kind = kind
-        elif kind != self.label_kind:
-            return Rejection(
-                "label_type", f"label {y!r} is a {kind}; this stream's labels are {self.label_kind}"
-            )
+        t = type(y)
+        if t is int:
+            if not -MAX_INT < y < MAX_INT:
+                return Rejection("out_of_range", "the label is an integer beyond +-2**63")
+        elif t is str:
+            if len(y) > self._max_label:
+                return Rejection(
+                    "too_long", f"the label has {len(y)} characters, more than {self._max_label}"
+                )
+        elif t is float:
+            if y - y != 0.0:
+                return Rejection("not_finite", f"the label is {y}")
+            if not y.is_integer():
+                return Rejection(
+                    "not_a_class",
+                    f"the label {y!r} is a float that is not a whole number, so not a "
+                    "classification label; regression is not supported",
+                )
+            if not -MAX_INT < y < MAX_INT:
+                return Rejection("out_of_range", "the label is an integer beyond +-2**63")
+            y = int(y)  # 1.0 and 1 are the same class
+        elif t is not bool:
+            return Rejection("bad_label", f"'y' must be a scalar, got {t.__name__}")
         return Event(x, y, event_id)
 
 

@@ -19,9 +19,8 @@ from pathlib import Path
 from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
 from consumers.kafka_io import KafkaSink, KafkaSource, create_topic, topic_partitions
-from consumers.wire import Decoder
 from driftline.backoff import Backoff
-from driftline.checkpoint import CheckpointStore, load_key
+from driftline.checkpoint import Binding, CheckpointStore, load_key
 from driftline.checkpointing import Checkpointer
 from driftline.config import Settings
 from driftline.http import StatusServer
@@ -65,6 +64,20 @@ def _wait_for_topic(settings: Settings, stop: threading.Event) -> bool:
     return False
 
 
+class NotConnected:
+    """The dead-letter sink until the broker is reached (nothing is dead-lettered before)."""
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+        raise StreamError(f"not connected to Kafka: cannot write to {topic}")
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _connect(settings: Settings, service: Service, stop: threading.Event) -> KafkaSource | None:
     """The consumer, handed the service's callbacks; retried with backoff; None if stopped."""
     k = settings.kafka
@@ -91,9 +104,25 @@ def serve(settings: Settings) -> int:
     pipeline = build_learner(settings)  # validates presets, factories, detectors
     directory = Path(settings.checkpoint.dir)
     store = CheckpointStore(
-        directory, load_key(directory, settings.checkpoint.key_file), settings.checkpoint.keep
+        directory,
+        load_key(directory, settings.checkpoint.key_file),
+        settings.checkpoint.keep,
+        binding=Binding(settings.kafka.topic, settings.kafka.group_id),
     )
     metrics = Metrics()
+    # The checkpoint is read before anything else starts: a key that verifies none of the
+    # checkpoints, or checkpoints of another topic or group, stop the service at once (exit 2).
+    dead_letters = DeadLetters(NotConnected(),
+                               settings.dead_letter_topic, settings.validation.max_message_bytes)
+    checkpointer = Checkpointer(
+        store, dead_letters,
+        interval_seconds=settings.checkpoint.interval_seconds,
+        offset_reset=settings.kafka.auto_offset_reset,
+        observe=metrics.checkpoint_seconds.observe,
+    )
+    service = Service(pipeline, dead_letters, metrics, settings.validation.decoder(),
+                      checkpointer=checkpointer)
+    service.restore()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -120,22 +149,8 @@ def serve(settings: Settings) -> int:
         except StreamError as exc:
             log.warning("cannot create the dead-letter topic %s: %s",
                         settings.dead_letter_topic, exc)
-        sink = KafkaSink(settings.kafka.bootstrap_servers)
+        dead_letters.sink = KafkaSink(settings.kafka.bootstrap_servers)
         try:
-            v = settings.validation
-            dead_letters = DeadLetters(sink, settings.dead_letter_topic, v.max_message_bytes)
-            checkpointer = Checkpointer(
-                store, dead_letters,
-                interval_seconds=settings.checkpoint.interval_seconds,
-                offset_reset=settings.kafka.auto_offset_reset,
-                observe=metrics.checkpoint_seconds.observe,
-            )
-            service = Service(
-                pipeline, dead_letters, metrics,
-                Decoder(v.max_message_bytes, dict(v.features) or None, v.allow_extra_features),
-                checkpointer=checkpointer,
-            )
-            service.restore()
             source = _connect(settings, service, stop)
             if source is None:
                 return 0
@@ -147,7 +162,7 @@ def serve(settings: Settings) -> int:
             )
             service.run(source, stop)
         finally:
-            sink.close()
+            dead_letters.sink.close()
     finally:
         server.stop()
     log.info("stopped after %d events", sum(service.outcomes.values()))

@@ -11,7 +11,10 @@ and everything that depends on them:
 - where partitions start: on every assignment, at the checkpointed offset, else at the start
   the configuration names (`auto_offset_reset`), never at the group's committed offset;
 - restore on start, refused when the checkpoint holds other models than the configured ones;
-- the group's committed offsets, which serve lag monitoring only (once a second).
+- the group's committed offsets, which serve lag monitoring only (once a second);
+- the last good state, kept in memory as well: after a failure in the middle of a batch (a dead
+  letter the broker refused, say) the service rolls back to it and reads again from its offsets,
+  so no event is learned twice or lost.
 
 It is not thread-safe: the service calls it from the loop and from rebalance callbacks under its
 own lock.
@@ -20,13 +23,14 @@ own lock.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from consumers.errors import StreamError
 from consumers.source import Source
-from driftline.checkpoint import CheckpointStore, State
+from driftline.checkpoint import CheckpointStore, State, dumps
 from driftline.errors import ConfigError
 from pipeline.ensemble import DriftEnsemble
 
@@ -70,6 +74,10 @@ class Checkpointer:
         self._saved_offsets: dict[int, int] = {}
         self._due = clock() + interval_seconds
         self._commit_due = 0.0
+        self._last_good: bytes | None = None  # the pickle of the last state saved or restored
+        # partition -> the offset of the first record read from it while it had no saved
+        # offset: where a rollback starts it again (its start position was decided once).
+        self.first_offsets: dict[int, int] = {}
 
     # --- restore and save ---------------------------------------------------------------------
 
@@ -90,6 +98,7 @@ class Checkpointer:
                 f"checkpoint {path} {saved_names}; restore the configuration or use a new "
                 "checkpoint.dir"
             )
+        self._last_good = dumps(state)
         self.offsets.clear()  # in place: the loop holds a reference
         self.offsets.update(state.offsets)
         self.restored_offsets = dict(state.offsets)
@@ -117,27 +126,52 @@ class Checkpointer:
         self,
         pipeline: DriftEnsemble,
         *,
-        label_kind: str | None,
         outcomes: Mapping[str, int],
         dead_letters: Mapping[str, int],
     ) -> None:
         """Flush the dead letters, then save the state with the offsets it has consumed up to."""
         self.dead_letters.flush()  # first: a checkpoint must not cover a lost dead letter
-        if self.store is None:
-            return
         start = time.perf_counter()
         state = State(
             pipeline=pipeline,
             offsets=dict(self.offsets),
-            label_kind=label_kind,
             outcomes=dict(outcomes),
             dead_letters=dict(dead_letters),
         )
-        path = self.store.save(state)
+        self._last_good = body = dumps(state)
+        if self.store is None:
+            self._saved_offsets = state.offsets
+            return
+        path = self.store.save(state, body)
         self._saved_offsets = state.offsets
         self.saved_time = state.created
         self._observe(time.perf_counter() - start)
         log.debug("checkpoint %s: offsets %s", path.name, state.offsets)
+
+    def mark_good(self, state: State) -> None:
+        """Take `state` (with our offsets) as the last good one without writing a file: where a
+        rollback goes back to before the first save."""
+        self._last_good = dumps(state)
+
+    def roll_back(self, source: Source) -> State | None:
+        """Back to the last good state: its offsets become ours and the consumer is positioned
+        at them. Returns that state (a copy), or None if there is none."""
+        if self._last_good is None:
+            return None
+        state: State = pickle.loads(self._last_good)
+        self.offsets.clear()
+        self.offsets.update(state.offsets)
+        for partition in source.assignment():
+            offset = state.offsets.get(partition, self.first_offsets.get(partition))
+            try:
+                if offset is None:
+                    source.seek_to_start(partition, self.offset_reset)
+                else:
+                    source.seek(partition, offset)
+            except StreamError as exc:  # revoked meanwhile: its new owner decides
+                log.debug("roll back of %s[%d] skipped: %s", source.topic, partition, exc)
+        log.warning("rolled back to the last good state: offsets %s", state.offsets)
+        return state
 
     # --- positions ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from consumers.errors import StreamError
@@ -209,6 +210,28 @@ def _kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _factory_syntax_error(args: argparse.Namespace, exc: SyntaxError) -> str:
+    """One line naming the `[[models]]` entry whose factory module does not compile."""
+    where = f"{exc.filename}, line {exc.lineno}: {exc.msg}"
+    try:
+        settings = load_settings(getattr(args, "config", None))
+    except ConfigError:
+        settings = Settings()
+    if exc.filename:
+        path = Path(exc.filename).with_suffix("")
+        parts = path.parts[:-1] if path.name == "__init__" else path.parts
+        # the factory's module itself, else a package it lives in
+        for whole in (True, False):
+            for i, spec in enumerate(settings.models):
+                module, sep, _ = spec.model.partition(":")
+                names = tuple(module.split("."))
+                ks = [len(names)] if whole else range(len(names) - 1, 0, -1)
+                if sep and any(parts[-k:] == names[:k] for k in ks):
+                    return (f"models[{i}].model: cannot load factory {spec.model!r}: "
+                            f"SyntaxError in {where}")
+    return f"[[models]]: a model factory module does not compile: SyntaxError in {where}"
+
+
 COMMANDS = {"serve": _serve, "publish": _publish, "evaluate": _evaluate, "kafka": _kafka}
 
 
@@ -224,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
+        return 2
+    except SyntaxError as exc:  # only user code is imported at run time: a model factory
+        print(f"driftline: error: {_factory_syntax_error(args, exc)}", file=sys.stderr)
         return 2
     except (BrokerError, StreamError) as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.wire import DEFAULT_MAX_BYTES, FEATURE_KINDS
+from consumers import wire
+from consumers.wire import FEATURE_KINDS
 from driftline.errors import ConfigError
 from pipeline.names import DETECTOR_NAMES, ENSEMBLE, RESPONSES
 
@@ -58,9 +59,35 @@ class DriftSettings:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    max_message_bytes: int = DEFAULT_MAX_BYTES
+    max_message_bytes: int = wire.DEFAULT_MAX_BYTES
     features: Mapping[str, str] = field(default_factory=dict)  # name -> number|string|bool
     allow_extra_features: bool = True
+    # Bounds on one event (docs/validation.md); beyond them the event is dead-lettered.
+    max_abs_value: float = wire.DEFAULT_MAX_ABS_VALUE  # |feature value| -> out_of_range
+    max_features: int = wire.DEFAULT_MAX_FEATURES  # features per event -> too_many_features
+    max_label_chars: int = wire.DEFAULT_MAX_LABEL_CHARS  # -> too_long
+    max_id_chars: int = wire.DEFAULT_MAX_ID_CHARS  # -> too_long
+    max_feature_name_chars: int = wire.DEFAULT_MAX_FEATURE_NAME_CHARS  # -> too_long
+    max_string_value_chars: int = wire.DEFAULT_MAX_STRING_VALUE_CHARS  # -> too_long
+
+    def limits(self) -> wire.Limits:
+        return wire.Limits(
+            max_abs_value=self.max_abs_value,
+            max_features=self.max_features,
+            max_label_chars=self.max_label_chars,
+            max_id_chars=self.max_id_chars,
+            max_feature_name_chars=self.max_feature_name_chars,
+            max_string_value_chars=self.max_string_value_chars,
+        )
+
+    def decoder(self) -> wire.Decoder:
+        """The decoder these settings describe (what `driftline serve` should use)."""
+        return wire.Decoder(
+            self.max_message_bytes,
+            dict(self.features) or None,
+            self.allow_extra_features,
+            limits=self.limits(),
+        )
 
 
 @dataclass(frozen=True)
@@ -241,6 +268,12 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "max_message_bytes": _int(16, 100_000_000),
             "features": _feature_kinds,
             "allow_extra_features": _bool,
+            "max_abs_value": _float(0.0, 1e300, open_low=True),
+            "max_features": _int(1, 1_000_000),
+            "max_label_chars": _int(1, 1_000_000),
+            "max_id_chars": _int(1, 1_000_000),
+            "max_feature_name_chars": _int(1, 1_000_000),
+            "max_string_value_chars": _int(1, 100_000_000),
         },
     ),
     "learning": (

@@ -24,20 +24,32 @@ BUNDLED = {"elec": ("elec.csv.gz", "class")}
 SYNTHETIC = ("sea", "agrawal", "hyperplane", "stationary")
 
 
+_EXACT = 2.0**53  # whole floats below this are exactly the integer they print as
+_BOOLS = {"true": True, "false": False}
+
+
 def _scalar(text: str) -> Any:
-    """A CSV cell as int, float or, failing both, the string itself; None when empty or not a
-    finite number (a missing value: the feature is left out of the event)."""
-    if text == "":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
+    """A CSV cell as a value: "true"/"false" (any case) a boolean, a number a number (an int when
+    it is whole), anything else the string itself; None for an empty cell or a number that is not
+    finite (a missing value: the feature is left out of the event)."""
     try:
         value = float(text)
     except ValueError:
+        if not text:
+            return None
+        if len(text) <= 5 and (b := _BOOLS.get(text.lower())) is not None:
+            return b
         return text
-    return value if math.isfinite(value) else None
+    if "_" in text:  # float() reads "1_000" as 1000.0; a CSV means the text
+        return text
+    if value.is_integer():
+        if -_EXACT < value < _EXACT:
+            return int(value)
+        try:
+            return int(text)  # a large integer, exactly
+        except ValueError:
+            return value
+    return value if value - value == 0.0 else None  # NaN and infinities are missing
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -47,7 +59,9 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterator[Row]:
-    """(x, y) per row; numeric cells become numbers, an empty target means no label."""
+    """(x, y) per row, cells read by `_scalar`: an empty feature cell leaves the feature out, an
+    empty target cell means no label, and a target that is a number but not a whole one is a
+    `DataError` (it is not a classification label)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--csv: no such file: {path}")
@@ -64,18 +78,30 @@ def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterato
                 f"--target: column {target!r} is not in {path} (columns: {', '.join(header)})"
             )
         t = header.index(target)
-        features = [(i, name) for i, name in enumerate(header) if i != t]
+        names = [name for i, name in enumerate(header) if i != t]
+        width = len(header)
+        scalar = _scalar
         rows = reader if limit is None else itertools.islice(reader, limit)
         try:
             for row in rows:
-                if not row:
-                    continue  # a blank line
-                if len(row) != len(header):
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line
                     raise DataError(
-                        f"{path}:{reader.line_num}: {len(row)} cells, the header has {len(header)}"
+                        f"{path}:{reader.line_num}: {len(row)} cells, the header has {width}"
                     )
-                x = {name: v for i, name in features if (v := _scalar(row[i])) is not None}
-                yield x, _scalar(row[t])
+                y = scalar(row.pop(t))
+                if type(y) is float:
+                    raise DataError(
+                        f"{path}:{reader.line_num}: target {target!r} is {y!r}, a number that is "
+                        "not whole, so not a classification label (regression is not supported)"
+                    )
+                values = list(map(scalar, row))
+                if None in values:  # missing cells: those features are left out
+                    pairs = zip(names, values, strict=True)
+                    yield {name: v for name, v in pairs if v is not None}, y
+                else:
+                    yield dict(zip(names, values, strict=True)), y
         except (UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path}: cannot read: {exc}") from None
 

@@ -9,10 +9,12 @@ minutes as soon as it opens.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import math
+import socket
 import threading
 import time
 from collections import deque
@@ -26,6 +28,8 @@ from driftline.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger("driftline.http")
 
+IDLE_TIMEOUT = 10.0  # seconds a connection may wait to send its request (or the rest of it)
+MAX_CONNECTIONS = 64  # connections served at once; each holds a thread and a descriptor
 HISTORY_INTERVAL = 1.0  # seconds between two samples of the status
 HISTORY_SECONDS = 900.0  # how far back /api/history goes
 _GZIP_MIN = 2048  # smaller bodies are sent as they are
@@ -125,6 +129,72 @@ class History:
             self._stop.wait(delay)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A threaded server that holds at most `max_connections` connections.
+
+    A connection that has not sent its whole request times out after `idle_timeout`
+    seconds of silence (the handler's socket timeout). When all slots are taken, a new
+    connection takes the slot of the connection that has waited longest without a whole request
+    (that one is shut down); if every slot is busy serving a request, the new connection is
+    closed at once. So idle or slow clients cannot exhaust threads and descriptors, nor keep a
+    scrape or a health check out.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a burst of connects is not refused
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._lock = threading.Lock()
+        self._open: dict[Any, float] = {}  # socket -> when it connected, while open
+        self._waiting: set[Any] = set()  # sockets that have not sent a whole request yet
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if len(self._open) >= self.max_connections:
+                idle = min(self._waiting, key=self._open.__getitem__, default=None)
+                if idle is None:  # every slot is serving a request
+                    log.debug("%d connections: refusing %s", len(self._open), client_address)
+                    self.shutdown_request(request)
+                    return
+                self._evict(idle)
+            self._open[request] = time.monotonic()
+            self._waiting.add(request)
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._forget(request)
+            raise
+
+    def _evict(self, sock: Any) -> None:
+        """Wake the handler of an idle connection (its read ends) and free its slot."""
+        self._waiting.discard(sock)
+        self._open.pop(sock, None)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def request_started(self, sock: Any) -> None:
+        with self._lock:
+            self._waiting.discard(sock)
+
+    def _forget(self, sock: Any) -> None:
+        with self._lock:
+            self._waiting.discard(sock)
+            self._open.pop(sock, None)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
 class StatusServer:
     """Serves the metrics and dashboard on `host:port` from a daemon thread."""
 
@@ -138,12 +208,23 @@ class StatusServer:
         ready: Callable[[], bool] = lambda: True,
         history_interval: float = HISTORY_INTERVAL,
         history_seconds: float = HISTORY_SECONDS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         static = _static_files()
         page = static["index.html"][1]
         history = self.history = History(status, history_interval, history_seconds)
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = idle_timeout  # a socket timeout on every read: idle clients are dropped
+
+            def parse_request(self) -> bool:
+                ok = super().parse_request()
+                # Request line and headers are in: from now on this connection is served (until
+                # then it may be evicted for a new one).
+                server.request_started(self.connection)
+                return ok
+
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
                 if path == "/metrics":
@@ -202,12 +283,11 @@ class StatusServer:
                 log.debug(format, *args)  # scrapes every few seconds would flood the log
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            server = self._server = _BoundedServer((host, port), Handler, max_connections)
         except OSError as exc:
             from driftline.errors import ConfigError
 
             raise ConfigError(f"metrics.port: cannot listen on {host}:{port}: {exc}") from None
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

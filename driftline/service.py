@@ -19,6 +19,7 @@ from consumers.records import Record, where
 from consumers.source import Source
 from consumers.wire import MODEL_ERROR, REASONS, Decoder, Rejection
 from driftline.backoff import Backoff
+from driftline.checkpoint import State
 from driftline.checkpointing import Checkpointer
 from driftline.metrics import Metrics
 from driftline.snapshot import DEAD_LETTERED, LEARNED, OUTCOMES, UNLABELLED, Snapshot
@@ -62,6 +63,7 @@ class Service:
         self._ever_assigned = False
         self._rejoins = 0
         self._lock = threading.RLock()
+        self.checkpointer.mark_good(self._state())  # where a failure before any save goes back to
         self._publish()
 
     # --- checkpoints and rebalances -------------------------------------------------------------
@@ -72,24 +74,42 @@ class Service:
             state = self.checkpointer.restore(self.pipeline)
             if state is None:
                 return False
-            self.pipeline = state.pipeline
-            self.decoder.label_kind = state.label_kind
-            # Counters carry on across restarts.
-            self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
-            self.dead_letter_reasons = {**dict.fromkeys(REASONS, 0), **(state.dead_letters or {})}
-            self._models = self.pipeline.stats()
-            self._publish()
+            self._carry_on_from(state)
         return True
+
+    def _carry_on_from(self, state: State) -> None:
+        self.pipeline = state.pipeline
+        # Counters carry on across restarts.
+        self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
+        self.dead_letter_reasons = {**dict.fromkeys(REASONS, 0), **(state.dead_letters or {})}
+        self._models = self.pipeline.stats()
+        self._publish()
+
+    def _state(self) -> State:
+        return State(
+            pipeline=self.pipeline,
+            offsets=dict(self.checkpointer.offsets),
+            outcomes=dict(self.outcomes),
+            dead_letters=dict(self.dead_letter_reasons),
+        )
 
     def checkpoint(self) -> None:
         """Save the state and offsets now (dead letters are flushed first)."""
         with self._lock:
             self.checkpointer.save(
                 self.pipeline,
-                label_kind=self.decoder.label_kind,
                 outcomes=self.outcomes,
                 dead_letters=self.dead_letter_reasons,
             )
+
+    def roll_back(self, source: Source) -> None:
+        """After a failure in the middle of a batch (the state has learned part of it, a dead
+        letter may be lost): back to the last good state and its offsets, to read them again."""
+        with self._lock:
+            self.dead_letters.clear_failures()
+            state = self.checkpointer.roll_back(source)
+            if state is not None:
+                self._carry_on_from(state)
 
     def on_assign(self, source: Source, partitions: list[int]) -> None:
         self._ever_assigned = True
@@ -121,6 +141,7 @@ class Service:
         pipeline = self.pipeline
         step = pipeline.step
         offsets = self.checkpointer.offsets
+        first_offsets = self.checkpointer.first_offsets
         reasons = self.dead_letter_reasons
         learned = unlabelled = dead = sent = 0
         for record in records:
@@ -147,10 +168,10 @@ class Service:
                 reasons[event.reason] += 1
                 dead += 1
                 sent += 1
-                log.warning(
-                    "dead-lettered %s: %s (%s)", where(record), event.reason, event.detail
-                )
-            offsets[record.partition] = record.offset + 1
+            partition = record.partition
+            if partition not in offsets:  # where a roll back restarts a partition never saved
+                first_offsets.setdefault(partition, record.offset)
+            offsets[partition] = record.offset + 1
         if sent:
             self.dead_letters.flush()  # before the offsets can be committed or checkpointed
         outcomes = self.outcomes
@@ -185,12 +206,32 @@ class Service:
             while not stop.is_set():
                 try:
                     records = source.poll(timeout_ms=poll_timeout_ms)
+                except StreamError as exc:  # the broker is away; nothing was consumed
+                    delay = backoff.next()
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    stop.wait(delay)
+                    with self._lock:
+                        self.checkpointer.rewind(source)
+                    continue
+                try:
                     with self._lock:
                         if records:
                             self._process(records)
                         self._last_poll = time.time()
                         if self.checkpointer.due():
                             self.checkpoint()
+                except (StreamError, OSError) as exc:
+                    # In the middle of a batch (a dead letter not written, a checkpoint that
+                    # could not be saved): the state may have learned part of the batch. Back
+                    # to the last good state, to read its offsets again after a pause.
+                    delay = backoff.next()
+                    log.error("%s: rolling back to the last good state; retrying in %.1f s",
+                              exc, delay)
+                    self.roll_back(source)
+                    stop.wait(delay)
+                    continue
+                try:
+                    with self._lock:
                         self.checkpointer.commit(source)
                     now = time.monotonic()
                     if now - last_watch >= WATCH_INTERVAL:
@@ -200,8 +241,8 @@ class Service:
                         last_watch = now
                     backoff.reset()
                 except StreamError as exc:
-                    # The broker is away: the batch in hand was processed up to where it
-                    # failed; rewind to our own offsets and retry.
+                    # A commit or a metadata request failed (the broker away): the batch was
+                    # processed whole; the consumer goes back to our offsets, to be sure.
                     delay = backoff.next()
                     log.warning("%s; retrying in %.1f s", exc, delay)
                     stop.wait(delay)
@@ -231,7 +272,7 @@ class Service:
             self.checkpoint()
             with self._lock:
                 self.checkpointer.commit(source, wait=True)
-        except StreamError as exc:
+        except (StreamError, OSError) as exc:
             # Either the dead letters could not be flushed (no checkpoint: a restart replays
             # from the previous one) or the commit failed (the checkpoint holds the offsets).
             log.warning("final checkpoint and commit: %s", exc)

@@ -199,7 +199,14 @@ class _Evil:
         return (open, (self.path, "w"))
 
 
-def test_a_checkpoint_that_would_run_code_is_refused(kafka_bootstrap, new_topic, tmp_path):
+def test_a_checkpoint_that_would_run_code_is_refused(
+    kafka_bootstrap, new_topic, tmp_path, monkeypatch
+):
+    """Checkpoints nobody can verify are never unpickled, and never silently replaced by a fresh
+    start either (that would lose the state): the service refuses to start until they are moved
+    away, and makes no key beside them."""
+    from driftline.checkpoint import KEY_ENV, sign
+
     topic = new_topic()
     config, port = setup(tmp_path, kafka_bootstrap, topic)
     assert publish(kafka_bootstrap, topic, 500).wait(60) == 0
@@ -208,17 +215,29 @@ def test_a_checkpoint_that_would_run_code_is_refused(kafka_bootstrap, new_topic,
     marker = tmp_path / "pwned"
     # Unsigned, and signed with the wrong key: both must be refused before unpickling.
     (state_dir / "checkpoint-000000000001.ckpt").write_bytes(pickle.dumps(_Evil(str(marker))))
-    from driftline.checkpoint import sign
-
     (state_dir / "checkpoint-000000000002.ckpt").write_bytes(
         sign(b"not the key", pickle.dumps(_Evil(str(marker))))
     )
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with Service(config, tmp_path / "no-key.log") as service:
+        assert service.proc is not None and service.proc.wait(60) == 2
+    assert "checkpoint.dir" in service.output() and str(state_dir) in service.output()
+    assert not (state_dir / "checkpoint.key").exists()  # no new key beside checkpoints
+
+    monkeypatch.setenv(KEY_ENV, "a key, but not theirs")
+    with Service(config, tmp_path / "wrong-key.log") as service:
+        assert service.proc is not None and service.proc.wait(60) == 2
+    assert "none verifies with the key in use" in service.output()
+    assert service.output().count("refused without unpickling") == 1  # the signed one
+    assert "not a driftline checkpoint" in service.output()
+    assert not marker.exists()
+
+    for path in state_dir.glob("*.ckpt"):  # moved away on purpose: a fresh start
+        path.rename(tmp_path / path.name)
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(lambda: learned(port) == 500, timeout=90, what="500 learned from scratch")
         assert service.stop() == 0
     assert not marker.exists()
-    assert service.output().count("refused without unpickling") == 1  # the signed one
-    assert "not a driftline checkpoint" in service.output()
 
 
 @pytest.mark.skipif(not (shutil.which("java") and shutil.which("mvn")),

@@ -44,7 +44,7 @@ class Journal:
     def flush(self) -> None:
         self.calls.append("flush")
 
-    def save(self, state: State) -> Path:
+    def save(self, state: State, body: bytes | None = None) -> Path:
         self.calls.append(f"save {state.offsets}")
         return Path("checkpoint-000000000001.ckpt")
 
@@ -53,7 +53,7 @@ class Journal:
 
 
 def save(checkpointer: Checkpointer, pipeline=None) -> None:
-    checkpointer.save(pipeline or build_learner(ONE), label_kind=None, outcomes={},
+    checkpointer.save(pipeline or build_learner(ONE), outcomes={},
                       dead_letters={})
 
 
@@ -83,9 +83,9 @@ def test_dead_letters_are_flushed_before_every_save(tmp_path):
     flushes_at_save = []
     original = store.save
 
-    def recording_save(state):
+    def recording_save(state, body=None):
         flushes_at_save.append(sink.flushes)
-        return original(state)
+        return original(state, body)
 
     store.save = recording_save  # type: ignore[method-assign]
     checkpointer = Checkpointer(store, DeadLetters(sink, "events.dlq"))
@@ -124,7 +124,7 @@ def test_restore_adopts_the_offsets_in_place_and_refuses_other_models(tmp_path):
         pipeline.step(x, y)
     writer = Checkpointer(store, ListSink())
     writer.offsets.update({0: 20, 1: 3})
-    writer.save(pipeline, label_kind="number", outcomes={"learned": 20},
+    writer.save(pipeline, outcomes={"learned": 20},
                 dead_letters={"not_json": 2})
 
     reader = Checkpointer(store, ListSink())
@@ -133,8 +133,7 @@ def test_restore_adopts_the_offsets_in_place_and_refuses_other_models(tmp_path):
     assert state is not None
     assert offsets == reader.restored_offsets == {0: 20, 1: 3}
     assert state.pipeline.stats() == pipeline.stats()
-    assert (state.label_kind, state.outcomes, state.dead_letters) == (
-        "number", {"learned": 20}, {"not_json": 2})
+    assert (state.outcomes, state.dead_letters) == ({"learned": 20}, {"not_json": 2})
     assert reader.saved_time == state.created
 
     other = Settings(models=(ModelSpec("nb", "gaussian_nb"),))

@@ -282,3 +282,71 @@ def test_cli_bad_argument_is_an_argparse_error(capsys, rate):
         main(["publish", "--dataset", "elec", "--rate", rate])
     assert info.value.code == 2
     assert "--rate" in capsys.readouterr().err
+
+
+# --- issue 11: start-up errors that used to end in a traceback ------------------------------
+
+
+@pytest.mark.parametrize("command", ["evaluate", "serve"])
+@pytest.mark.parametrize("package", [False, True])
+def test_a_factory_module_with_a_syntax_error_exits_2(
+    tmp_path, capsys, monkeypatch, no_kafka, command, package
+):
+    name = f"broken_{command}_{int(package)}"  # a name no other test imported
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    if package:  # the syntax error in the package the factory's module lives in
+        (pkg / "__init__.py").write_text("def oops(:\n")
+    (pkg / "mod.py").write_text("def factory(:\n    pass\n" if not package else "x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write(tmp_path, '[[models]]\nmodel = "no_change"\n'
+                           f'[[models]]\nmodel = "{name}.mod:factory"\n')
+    if command == "evaluate":
+        argv = ["evaluate", "--dataset", "elec", "--limit", "10", "--config", str(path)]
+    else:
+        argv = ["serve", "--config", str(path)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1
+    assert "SyntaxError" in lines[0]
+    assert lines[0].startswith("driftline: error: models[1].model: cannot load factory")
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_a_checkpoint_dir_that_is_not_a_folder_exits_2(tmp_path, capsys, no_kafka, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    directory = blocker if where == "file" else blocker / "state"
+    path = write(tmp_path, f'[[models]]\nmodel = "no_change"\n[checkpoint]\ndir = "{directory}"\n')
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("driftline: error: checkpoint.dir: ")
+
+
+def test_validation_limits_load_and_are_checked(tmp_path):
+    s = load(tmp_path, """
+        [validation]
+        max_abs_value = 1e6
+        max_features = 20
+        max_label_chars = 32
+        max_id_chars = 64
+        max_feature_name_chars = 48
+        max_string_value_chars = 100
+        """)
+    v = s.validation
+    assert (v.max_abs_value, v.max_features, v.max_label_chars, v.max_id_chars,
+            v.max_feature_name_chars, v.max_string_value_chars) == (1e6, 20, 32, 64, 48, 100)
+    decoder = v.decoder()
+    assert decoder.limits == v.limits()
+    assert decoder.decode(b'{"x": {"a": 2e6}}').reason == "out_of_range"
+    defaults = Settings().validation
+    assert (defaults.max_abs_value, defaults.max_features) == (1e12, 1000)
+    for text, key in [("max_abs_value = 0", "max_abs_value"),
+                      ("max_abs_value = inf", "max_abs_value"),
+                      ("max_features = 0", "max_features"),
+                      ('max_label_chars = "long"', "max_label_chars"),
+                      ("max_string_value_chars = -1", "max_string_value_chars")]:
+        with pytest.raises(ConfigError, match=rf"validation\.{key}"):
+            load(tmp_path, f"[validation]\n{text}\n")

@@ -70,7 +70,8 @@ def test_bundled_elec():
     assert labels == {0, 1}
     first_x, first_y = next(bundled("elec"))
     assert set(first_x) == {"period", "nswprice", "nswdemand", "vicprice", "vicdemand", "transfer"}
-    assert all(type(v) is float and 0.0 <= v <= 1.0 for v in first_x.values())
+    assert all(type(v) in (int, float) and 0.0 <= v <= 1.0 for v in first_x.values())
+    assert first_x["period"] == 0 and type(first_x["period"]) is int  # "0.0": a whole number
     assert first_y == 1
 
 
@@ -166,3 +167,43 @@ def test_published_elec_decodes_to_the_same_rows():
 def test_paced_keeps_order():
     assert list(paced(range(25), None)) == list(range(25))
     assert list(paced(range(25), 1e6)) == list(range(25))
+
+
+def test_read_csv_booleans_whole_numbers_and_missing_cells(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text(
+        "flag,n,v,s,y\n"
+        "true,2.0,0.5,x,TRUE\n"
+        "False,,1e2,1_000,3.0\n"
+        "tRuE,nan,-0.0,,\n"
+        ",12345678901234567890,inf,truthy,up\n",
+        encoding="utf-8",
+    )
+    rows = list(read_csv(path, "y"))
+    assert rows == [
+        ({"flag": True, "n": 2, "v": 0.5, "s": "x"}, True),
+        ({"flag": False, "v": 100, "s": "1_000"}, 3),  # an empty cell: the feature is absent
+        ({"flag": True, "v": 0}, None),  # an empty target: unlabelled; nan: missing
+        ({"n": 12345678901234567890, "s": "truthy"}, "up"),  # exact; inf: missing
+    ]
+    assert type(rows[0][0]["n"]) is int and type(rows[1][1]) is int
+    assert rows[0][0]["flag"] is True and rows[0][1] is True
+
+
+def test_read_csv_a_target_that_is_not_a_class_is_a_data_error(tmp_path, capsys):
+    from driftline.cli import main
+
+    path = tmp_path / "data.csv"
+    path.write_text("a,y\n1,0\n2,0.5\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r":3: target 'y' is 0\.5.*not a classification label"):
+        list(read_csv(path, "y"))
+    assert main(["evaluate", "--csv", str(path), "--target", "y"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a classification label" in err
+
+
+def test_every_csv_row_is_an_event_the_decoder_accepts_unchanged(tmp_path):
+    from consumers.wire import encode
+
+    for x, y in itertools.islice(bundled("elec"), 500):
+        assert Decoder().decode(encode(x, y)) == Event(x, y)

@@ -100,6 +100,28 @@ def test_docker_compose_config():
     assert "deploy/grafana/dashboards" in out
 
 
+def test_docker_compose_publishes_ports_on_loopback_only():
+    """Kafka (no authentication), the metrics port, Prometheus and Grafana must not be reachable
+    from the network the host is on: every published port binds 127.0.0.1."""
+    published = []
+    in_ports = False
+    for line in (ROOT / "docker-compose.yml").read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") or not stripped:
+            continue
+        if stripped == "ports:":
+            in_ports, indent = True, len(line) - len(line.lstrip())
+            continue
+        if in_ports and (len(line) - len(line.lstrip()) <= indent or not stripped.startswith("-")):
+            in_ports = False
+        if in_ports:
+            published.append(stripped.lstrip("- ").strip("\"'"))
+    assert len(published) == 4, published  # kafka, driftline, prometheus, grafana
+    for mapping in published:
+        assert mapping.startswith("127.0.0.1:"), mapping
+    assert "127.0.0.1:29092:29092" in published and "127.0.0.1:9108:9108" in published
+
+
 # --- Grafana --------------------------------------------------------------------------------
 
 def metric_names(expr: str) -> set[str]:

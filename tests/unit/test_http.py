@@ -133,3 +133,81 @@ def test_api_history_answers_json_and_rejects_a_bad_since():
         assert excinfo.value.code == 400
     finally:
         server.stop()
+
+
+# --- issue 11: idle connections cannot exhaust threads or descriptors -----------------------
+
+
+def _closed_by_server(sock, within):
+    """True when the server closes `sock` within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_time_out_and_do_not_keep_a_request_out():
+    import socket
+    import time
+
+    server = StatusServer("127.0.0.1", 0, Metrics(CollectorRegistry()), dict, idle_timeout=1.0)
+    server.start()
+    idle = []
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        started = time.monotonic()
+        assert get(server, "/healthz")[0] == 200  # answered at once, 200 idle sockets or not
+        assert time.monotonic() - started < 1.0
+        assert server._server.open_connections() <= 64
+        assert threading.active_count() < 100
+        assert all(_closed_by_server(s, within=4.0) for s in idle)  # the timeout closed them
+        deadline = time.monotonic() + 2
+        while server._server.open_connections() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server._server.open_connections() == 0
+        assert get(server, "/metrics")[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+
+
+def test_beyond_the_cap_of_busy_connections_new_ones_are_closed_at_once():
+    import socket
+
+    release = threading.Event()
+
+    def slow_status():
+        release.wait(10)
+        return {"events": {}}
+
+    server = StatusServer("127.0.0.1", 0, Metrics(CollectorRegistry()), slow_status,
+                          max_connections=2, history_interval=3600)
+    server.start()
+    results = []
+    busy = [threading.Thread(target=lambda: results.append(get(server, "/api/stats")[0]))
+            for _ in range(2)]
+    try:
+        for t in busy:
+            t.start()
+        deadline = threading.Event()
+        for _ in range(100):  # both requests are in and being served
+            if server._server.open_connections() == 2 and not server._server._waiting:
+                break
+            deadline.wait(0.05)
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        extra.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert _closed_by_server(extra, within=2.0)
+        extra.close()
+        release.set()
+        for t in busy:
+            t.join(10)
+        assert results == [200, 200]
+        assert get(server, "/healthz")[0] == 200  # slots are free again
+    finally:
+        release.set()
+        server.stop()

@@ -29,7 +29,7 @@ BAD = [
     (51, b'{"x": {"a": 1}, "y": {"class": 1}}', "bad_label"),
     (99, None, "empty"),
     (120, b'{"x": {"a": 1e999}, "y": 1}', "not_finite"),
-    (150, encode({"a": 1}, "up"), "label_type"),
+    (150, encode({"a": 1}, 0.5), "not_a_class"),
 ]
 UNLABELLED_AT = (10, 160)
 

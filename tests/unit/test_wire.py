@@ -7,7 +7,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.wire import DEFAULT_MAX_BYTES, Decoder, Event, Rejection, encode
+from consumers.wire import (
+    DEFAULT_MAX_BYTES,
+    MAX_DETAIL_CHARS,
+    REASONS,
+    Decoder,
+    Event,
+    Limits,
+    Rejection,
+    encode,
+)
 
 
 def decode(value, decoder=None):
@@ -50,7 +59,6 @@ def test_unlabelled_event(value):
         (b'{"x": "a=1"}', "x_not_mapping"),
         (b'{"x": {"a": {"b": 1}}}', "bad_feature"),
         (b'{"x": {"a": [1]}}', "bad_feature"),
-        (b'{"x": {"a": null}}', "bad_feature"),
         # NaN and Infinity literals are not JSON (RFC 8259) and not finite: one tag for both
         (b'{"x": {"a": NaN}}', "not_finite"),
         (b'{"x": {"a": Infinity}}', "not_finite"),
@@ -60,6 +68,13 @@ def test_unlabelled_event(value):
         (b'{"x": {"a": 1e999}}', "not_finite"),
         (b'{"x": {"a": -1e999}}', "not_finite"),
         (b'{"x": {"a": 1}, "y": 1e999}', "not_finite"),
+        # beyond max_abs_value (1e12 by default): a scaler's variance would overflow to inf
+        (b'{"x": {"a": 1e308}}', "out_of_range"),
+        (b'{"x": {"a": -1e13}}', "out_of_range"),
+        (b'{"x": {"a": 10000000000000}}', "out_of_range"),
+        (b'{"x": {"a": 1}, "y": 0.5}', "not_a_class"),
+        (b'{"x": {"a": 1}, "y": -2.25}', "not_a_class"),
+        (b'{"x": {"a": 1}, "y": 1e20}', "out_of_range"),
         (b'{"x": {"a": 1}, "y": {"class": 1}}', "bad_label"),
         (b'{"x": {"a": 1}, "y": [1]}', "bad_label"),
         (b'{"x": {"a": 1}, "id": 7}', "bad_id"),
@@ -71,29 +86,117 @@ def test_rejection_reason(value, reason):
     result = decode(value)
     assert isinstance(result, Rejection)
     assert result.reason == reason
+    assert reason in REASONS
     assert result.detail
 
 
-def test_label_type_is_fixed_by_the_first_label():
-    decoder = Decoder()
-    assert isinstance(decoder.decode(b'{"x": {"a": 1}, "y": 1}'), Event)
-    assert isinstance(decoder.decode(b'{"x": {"a": 1}}'), Event)  # unlabelled: no effect
-    assert decoder.decode(b'{"x": {"a": 1}, "y": "1"}').reason == "label_type"
-    assert decoder.decode(b'{"x": {"a": 1}, "y": true}').reason == "label_type"
-    assert isinstance(decoder.decode(b'{"x": {"a": 1}, "y": 0.5}'), Event)  # int, float: numbers
+def test_no_message_changes_how_later_ones_are_judged():
+    """Labels of every scalar type are accepted, in any order, by one decoder: a first label
+    does not fix a type for the stream any more."""
+    values = [b'{"x": {"a": 1}, "y": 1}', b'{"x": {"a": 1}, "y": "1"}',
+              b'{"x": {"a": 1}, "y": true}', b'{"x": {"a": 1}, "y": 0}',
+              b'{"x": {"a": 1}, "y": "up"}', b'{"x": {"a": 1}, "y": false}']
+    alone = [Decoder().decode(v) for v in values]
+    assert [e.y for e in alone] == [1, "1", True, 0, "up", False]
+    for order in (values, values[::-1], values[2:] + values[:2]):
+        decoder = Decoder()
+        results = {v: decoder.decode(v) for v in order}
+        assert [results[v] for v in values] == alone
 
 
-def test_bool_labels_are_not_numbers():
-    decoder = Decoder()
-    assert isinstance(decoder.decode(b'{"x": {"a": 1}, "y": false}'), Event)
-    assert decoder.decode(b'{"x": {"a": 1}, "y": 0}').reason == "label_type"
-    assert isinstance(decoder.decode(b'{"x": {"a": 1}, "y": true}'), Event)
+def test_a_whole_float_label_is_the_integer_class():
+    for text, expected in [(b"1.0", 1), (b"-0.0", 0), (b"3e2", 300), (b"-7.0", -7)]:
+        event = decode(b'{"x": {"a": 1}, "y": ' + text + b"}")
+        assert event.y == expected and type(event.y) is int
 
 
-def test_a_rejected_label_does_not_fix_the_type():
-    decoder = Decoder()
-    assert decoder.decode(b'{"x": {"a": null}, "y": "up"}').reason == "bad_feature"
-    assert isinstance(decoder.decode(b'{"x": {"a": 1}, "y": 1}'), Event)
+def test_a_float_label_that_is_not_whole_is_not_a_class():
+    result = decode(b'{"x": {"a": 1}, "y": 0.5}')
+    assert result.reason == "not_a_class"
+    assert "regression is not supported" in result.detail
+
+
+def test_bool_labels_stay_booleans():
+    assert decode(b'{"x": {"a": 1}, "y": true}').y is True
+    assert decode(b'{"x": {"a": 1}, "y": 1}').y == 1
+    assert type(decode(b'{"x": {"a": 1}, "y": 1}').y) is int
+
+
+def test_a_null_feature_is_missing_not_rejected():
+    assert decode(b'{"x": {"a": null, "b": 2}, "y": 1}') == Event({"b": 2}, 1)
+    assert decode(b'{"x": {"a": null}}') == Event({}, None)
+    schema = Decoder(features={"a": "number"})
+    result = schema.decode(b'{"x": {"a": null}, "y": 1}')
+    assert result.reason == "schema" and "'a' is missing" in result.detail
+
+
+def test_magnitude_limit_is_configurable_and_inclusive():
+    assert isinstance(decode(b'{"x": {"a": 1e12, "b": -1e12}}'), Event)
+    wide = Decoder(limits=Limits(max_abs_value=1e300))
+    assert isinstance(wide.decode(b'{"x": {"a": 1e299}}'), Event)
+    assert wide.decode(b'{"x": {"a": 1e301}}').reason == "out_of_range"
+    # integers beyond +-2**63 stay rejected whatever the limit
+    assert wide.decode(b'{"x": {"a": 9223372036854775808}}').reason == "out_of_range"
+    narrow = Decoder(limits=Limits(max_abs_value=10))
+    assert narrow.decode(b'{"x": {"a": 11}}').reason == "out_of_range"
+    assert narrow.decode(b'{"x": {"a": -10.5}}').reason == "out_of_range"
+    assert isinstance(narrow.decode(b'{"x": {"a": 10, "s": "long text"}}'), Event)
+
+
+def test_too_many_features():
+    limits = Limits(max_features=3)
+    assert isinstance(Decoder(limits=limits).decode(encode({"a": 1, "b": 2, "c": 3})), Event)
+    result = Decoder(limits=limits).decode(encode({"a": 1, "b": 2, "c": 3, "d": 4}))
+    assert result.reason == "too_many_features"
+    assert decode(encode({f"f{i}": i for i in range(1001)})).reason == "too_many_features"
+    assert isinstance(decode(encode({f"f{i}": i for i in range(1000)})), Event)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "event_id"),
+    [
+        ({"n" * 257: 1}, 1, None),  # feature name
+        ({"a": 1}, "c" * 257, None),  # label
+        ({"a": "v" * 1025}, 1, None),  # string value
+        ({"a": 1}, 1, "i" * 257),  # id
+    ],
+)
+def test_too_long(x, y, event_id):
+    result = decode(encode(x, y, event_id))
+    assert result.reason == "too_long"
+    shorter = Limits(256, 1000, 257, 257, 257, 1025)
+    assert isinstance(Decoder(limits=shorter).decode(encode(x, y, event_id)), Event)
+
+
+def test_details_stay_short_whatever_the_message():
+    """A 600 kB feature name must not end up whole in a log line or a header."""
+    name = "n" * 600_000
+    for value in (
+        encode({name: 1}),
+        encode({"a": 1, name: [1]}, 1),
+        b'{"x": {"' + name.encode() + b'": [1]}}',
+        b'{"x": {"a": "' + name.encode() + b'"}}',
+        b'{"x": {"a": 1}, "y": "' + name.encode() + b'"}',
+        b'{"x": {"a": 1}, "id": "' + name.encode() + b'"}',
+        b'{"x": {"' + name.encode() + b'": 1e999}}',
+        b'{"x": ' + name.encode() + b"}",
+        b'{"x": {"a": "\xff' + name.encode() + b'"}}',
+    ):
+        for decoder in (Decoder(), Decoder(limits=Limits(10**9, 10**9, 10**9, 10**9, 10**9,
+                                                           10**9),
+                                           features={"b": "number"},
+                                           allow_extra_features=False)):
+            result = decoder.decode(value)
+            assert isinstance(result, Rejection), value[:60]
+            assert len(result.detail) <= MAX_DETAIL_CHARS, (result.reason, result.detail[:80])
+
+
+def test_every_reason_is_listed_once():
+    assert len(REASONS) == len(set(REASONS))
+    for reserved in ("model_error", "too_many_feature_names", "too_many_classes", "unknown_id",
+                     "duplicate_label"):
+        assert reserved in REASONS
+    assert "label_type" not in REASONS  # labels are no longer typed by the first one
 
 
 def test_too_large():
@@ -131,12 +234,15 @@ def test_encode_refuses_nan():
 FLOATS = [0.1, 1 / 3, -0.0, 5e-324, 1.7976931348623157e308, 2.0**53 + 1, 123456789.123456789]
 
 
+# Without a magnitude or length limit: what a round trip keeps, whatever the value.
+UNLIMITED = Decoder(limits=Limits(math.inf, 10**9, 10**9, 10**9, 10**9, 10**9))
+
+
 @pytest.mark.parametrize("v", FLOATS)
 def test_round_trip_of_floats_is_exact(v):
-    event = decode(encode({"a": v, "é ü": -v}, v))
+    event = UNLIMITED.decode(encode({"a": v, "é ü": -v}, 1))
     assert event.x["a"].hex() == v.hex()
     assert event.x["é ü"].hex() == (-v).hex()
-    assert event.y.hex() == v.hex()
 
 
 scalars = st.one_of(
@@ -145,12 +251,15 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(),
 )
+labels = st.one_of(
+    st.booleans(), st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1), st.text()
+)
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(x=st.dictionaries(st.text(), scalars), y=st.none() | scalars, event_id=st.none() | st.text())
+@given(x=st.dictionaries(st.text(), scalars), y=st.none() | labels, event_id=st.none() | st.text())
 def test_round_trip(x, y, event_id):
-    event = decode(encode(x, y, event_id))
+    event = UNLIMITED.decode(encode(x, y, event_id))
     assert event == Event(x, y, event_id)
     assert [type(v) for v in event.x.values()] == [type(v) for v in x.values()]
     assert type(event.y) is type(y)
@@ -193,8 +302,7 @@ def is_finite_scalar(v):
     return type(v) in (int, float) and math.isfinite(v)
 
 
-LABELLED = Decoder()
-LABELLED.decode(b'{"x": {}, "y": 0}')  # labels are numbers from now on
+TIGHT = Decoder(limits=Limits(100.0, 3, 4, 4, 4, 4))
 STRICT = Decoder(max_bytes=60, features={"": "number", "a": "string"}, allow_extra_features=False)
 
 
@@ -206,15 +314,21 @@ STRICT = Decoder(max_bytes=60, features={"": "number", "a": "string"}, allow_ext
 )
 @given(payloads)
 def test_decode_never_raises(value):
-    for decoder in (Decoder(), LABELLED, STRICT):
+    for decoder in (Decoder(), TIGHT, STRICT):
         result = decoder.decode(value)
         assert isinstance(result, Event | Rejection)
         if isinstance(result, Rejection):
-            assert result.reason and isinstance(result.detail, str)
+            assert result.reason in REASONS and isinstance(result.detail, str)
+            assert len(result.detail) <= MAX_DETAIL_CHARS
             continue
+        limits = decoder.limits
         assert type(result.x) is dict
+        assert len(result.x) <= limits.max_features
         assert all(type(k) is str and is_finite_scalar(v) for k, v in result.x.items())
-        assert result.y is None or is_finite_scalar(result.y)
+        assert all(len(k) <= limits.max_feature_name_chars for k in result.x)
+        assert all(abs(v) <= limits.max_abs_value for v in result.x.values()
+                   if type(v) in (int, float))
+        assert result.y is None or type(result.y) in (int, str, bool)  # never a float
         assert result.id is None or type(result.id) is str
 
 
