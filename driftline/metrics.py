@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from driftline.snapshot import Snapshot
 from pipeline.ensemble import ModelStats
+from pipeline.names import RESET_REASONS
 
 __all__ = ["CONTENT_TYPE_LATEST", "CollectorRegistry", "Metrics", "SnapshotCollector"]
 
@@ -26,20 +27,29 @@ _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 6
 _CHECKPOINT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 # Per-model gauges: (name, help, value; None leaves the model's series out until it has one).
+# Per-class series only while a model has seen at most this many classes: past it, a series a
+# class would swamp Prometheus, and the macro-F1 still tells whether rare classes are ignored.
+MAX_CLASS_SERIES = 20
+
 _MODEL_GAUGES: tuple[tuple[str, str, Callable[[ModelStats], float | None]], ...] = (
     ("driftline_prequential_accuracy",
      "Accuracy over every labelled event the model was tested on since it was created.",
      lambda s: s.accuracy),
     ("driftline_rolling_accuracy",
-     "Accuracy over the last metrics.rolling_window tested events.",
+     "Accuracy over the last learning.rolling_window tested events.",
      lambda s: s.rolling_accuracy),
     ("driftline_samples_learned", "Samples the model's state has learned.", lambda s: s.learned),
     ("driftline_samples_tested", "Labelled events the model was tested on.", lambda s: s.tested),
     ("driftline_model_weight", "The member's normalised weight in the ensemble vote.",
      lambda s: s.weight),
     ("driftline_model_failed",
-     "1 once the model raised and was set aside (it no longer predicts or learns).",
+     "1 while the model's most recent event made it raise (it is reset after a run of them).",
      lambda s: 1 if s.failed else 0),
+    ("driftline_prequential_f1",
+     "Macro-F1 over every labelled event the model was tested on since it was created.",
+     lambda s: s.f1),
+    ("driftline_rolling_f1", "Macro-F1 over the last learning.rolling_window tested events.",
+     lambda s: s.rolling_f1),
     ("driftline_last_drift_timestamp_seconds", "Unix time of the model's last drift.",
      lambda s: s.last_drift_time),
 )
@@ -72,6 +82,32 @@ class SnapshotCollector(Collector):
                 if v is not None:
                     family.add_metric([model], v)
             yield family
+        for name, doc, per_class in (
+            ("driftline_prequential_recall",
+             "Per class: the share of its labelled events the model predicted as it, since "
+             f"the model was created (while it has seen at most {MAX_CLASS_SERIES} classes).",
+             lambda stats: stats.recall),
+            ("driftline_rolling_recall",
+             "Per class: recall over the last learning.rolling_window tested events (while "
+             f"the model has seen at most {MAX_CLASS_SERIES} classes).",
+             lambda stats: stats.rolling_recall),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=["model", "class"])
+            for model, stats in (s.models.items() if s else ()):
+                recalls = per_class(stats)
+                if len(stats.recall) <= MAX_CLASS_SERIES:
+                    for label, value in recalls.items():
+                        family.add_metric([model, str(label)], value)
+            yield family
+        resets = CounterMetricFamily(
+            "driftline_model_resets",
+            "Times the model was replaced by a fresh copy, by reason: drift (response reset), "
+            "failures (a run of events it raised on), non_finite (its state was poisoned).",
+            labels=["model", "reason"],
+        )
+        failures = CounterMetricFamily(
+            "driftline_model_failures", "Events the model raised on.", labels=["model"]
+        )
         drifts = CounterMetricFamily(
             "driftline_drift_detections", "Drifts detected in the model's error stream.",
             labels=["model"],
@@ -99,6 +135,9 @@ class SnapshotCollector(Collector):
         if s is not None:
             for model, stats in s.models.items():
                 drifts.add_metric([model], stats.drifts)
+                failures.add_metric([model], stats.failures)
+                for reason in RESET_REASONS:
+                    resets.add_metric([model, reason], stats.resets.get(reason, 0))
             for outcome, n in s.outcomes.items():
                 events.add_metric([outcome], n)
             for reason, n in s.dead_letters.items():
@@ -108,7 +147,7 @@ class SnapshotCollector(Collector):
             for partition, offset in s.restored_offsets.items():
                 restored.add_metric([str(partition)], offset)
             age.add_metric([], s.checkpoint_age(self._clock()))
-        yield from (drifts, events, dead, lag, age, restored)
+        yield from (drifts, resets, failures, events, dead, lag, age, restored)
 
 
 class Metrics:

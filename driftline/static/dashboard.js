@@ -500,8 +500,9 @@
           wrap.append(bar, el("span", "wv", "–"));
           weight.append(wrap);
         }
-        tr.append(first, el("td", "acc"), el("td", "roll"), weight, el("td", "tested"),
-          el("td", "learned narrow-hide"), el("td", "drifts"), el("td", "since"));
+        tr.append(first, el("td", "acc"), el("td", "roll"), el("td", "f1"), weight,
+          el("td", "tested"), el("td", "learned narrow-hide"), el("td", "drifts"),
+          el("td", "resets narrow-hide"), el("td", "since"));
         return tr;
       }));
       body.dataset.names = names.join("\u0001");
@@ -510,6 +511,9 @@
       const m = last.models[tr.dataset.model];
       tr.querySelector(".acc").textContent = pct(m.accuracy, 2);
       tr.querySelector(".roll").textContent = pct(m.rolling_accuracy, 2);
+      tr.querySelector(".f1").textContent = pct(m.f1, 2);
+      const resets = m.resets ? Object.values(m.resets).reduce((a, b) => a + b, 0) : 0;
+      tr.querySelector(".resets").textContent = count(resets);
       tr.querySelector(".tested").textContent = count(m.tested);
       tr.querySelector(".learned").textContent = count(m.learned);
       tr.querySelector(".drifts").textContent = count(m.drifts);

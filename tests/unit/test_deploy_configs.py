@@ -31,7 +31,9 @@ EXPORTED = {
     "driftline_events_total", "driftline_dead_letters_total", "driftline_consumer_lag",
     "driftline_processing_latency_seconds", "driftline_batch_duration_seconds",
     "driftline_checkpoint_age_seconds", "driftline_checkpoint_duration_seconds",
-    "driftline_checkpoint_restored_offset",
+    "driftline_checkpoint_restored_offset", "driftline_prequential_f1", "driftline_rolling_f1",
+    "driftline_prequential_recall", "driftline_rolling_recall", "driftline_model_failures_total",
+    "driftline_model_resets_total", "driftline_model_failed",
 }
 HISTOGRAMS = {
     "driftline_processing_latency_seconds", "driftline_batch_duration_seconds",

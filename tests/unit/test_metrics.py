@@ -136,7 +136,7 @@ def readme_metrics() -> set[str]:
     text = README.read_text()
     table = text[text.index("## Metrics"):]
     table = table[: table.index("\n\n", table.index("| metric"))]
-    return set(re.findall(r"^\| `(driftline_[a-z_]+)` \|", table, re.MULTILINE))
+    return set(re.findall(r"^\| `(driftline_[a-z0-9_]+)` \|", table, re.MULTILINE))
 
 
 def exported_metrics() -> set[str]:
@@ -169,3 +169,38 @@ def test_every_metric_in_the_readme_table_is_exported():
         "driftline_last_drift_timestamp_seconds",
         "driftline_checkpoint_restored_offset",
     }
+
+
+def test_f1_recall_failures_and_resets_are_exported_per_model_and_class():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    recall = {"a": 0.5, "b": 1.0}
+    model = replace(stats(), f1=0.6, rolling_f1=0.7, recall=recall, rolling_recall=recall,
+                    failures=3, resets={"failures": 1})
+    metrics.publish(Snapshot(models={"m": model, ENSEMBLE: stats()}))
+    get = registry.get_sample_value
+    assert get("driftline_prequential_f1", {"model": "m"}) == 0.6
+    assert get("driftline_rolling_f1", {"model": "m"}) == 0.7
+    assert get("driftline_prequential_recall", {"model": "m", "class": "a"}) == 0.5
+    assert get("driftline_rolling_recall", {"model": "m", "class": "b"}) == 1.0
+    assert get("driftline_model_failures_total", {"model": "m"}) == 3
+    assert get("driftline_model_resets_total", {"model": "m", "reason": "failures"}) == 1
+    for reason in ("drift", "non_finite"):  # every reason from the start
+        assert get("driftline_model_resets_total", {"model": "m", "reason": reason}) == 0
+
+
+def test_per_class_series_stop_past_the_documented_limit():
+    from driftline.metrics import MAX_CLASS_SERIES
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    many = {f"c{i}": 0.5 for i in range(MAX_CLASS_SERIES + 1)}
+    few = {f"c{i}": 0.5 for i in range(MAX_CLASS_SERIES)}
+    metrics.publish(Snapshot(models={
+        "many": replace(stats(), recall=many, rolling_recall=many),
+        "few": replace(stats(), recall=few, rolling_recall=few),
+    }))
+    assert registry.get_sample_value("driftline_prequential_recall",
+                                     {"model": "many", "class": "c0"}) is None
+    assert registry.get_sample_value("driftline_prequential_recall",
+                                     {"model": "few", "class": "c0"}) == 0.5
