@@ -367,10 +367,9 @@ class DriftEnsemble(base.Classifier):
         if drifted:
             for member in drifted:
                 self._on_drift(member, step_index)
-        w = self._sample_weight(step_index)
-        failed = list(prediction.failed)
-        raised = {name for name, _ in failed}
-        learned_by = 0
+        w = self._sample_weight(step_index) if self.boost_start >= 0 else 1.0
+        raised: list[tuple[Member, Exception]] | None = None
+        clean = not prediction.failed
         for member in self.members:
             try:
                 if w == 1.0:
@@ -381,22 +380,38 @@ class DriftEnsemble(base.Classifier):
                     for _ in range(max(1, round(w))):
                         member.model.learn_one(x, y)
             except Exception as exc:
-                failed.append((member.name, f"{type(exc).__name__}: {exc}"))
-                if member.name not in raised:
-                    member.failures += 1
-                    member.streak += 1
-                if member.streak >= self.reset_after:
-                    member.reset("failures")
+                raised = raised or []
+                raised.append((member, exc))
                 continue
             member.learned += 1
-            learned_by += 1
-            if member.streak and member.name not in raised:
+            if member.streak and clean:
                 member.streak = 0
         if len(self.members) > 1:
             self._reweight()
-        if not learned_by:
+        if raised is None and clean:  # the common case
+            return Step(prediction, (), True)
+        return self._failures(prediction, raised or [])
+
+    def _failures(self, prediction: Prediction, raised: list[tuple[Member, Exception]]) -> Step:
+        """The step of an event some members raised on: count each member's failure once (in
+        predicting or learning), reset a member after `reset_after` failures in a row."""
+        failed = list(prediction.failed)
+        predicted_failed = {name for name, _ in prediction.failed}
+        learn_failed = {member.name for member, _ in raised}
+        for member in self.members:
+            if member.name not in predicted_failed and member.name not in learn_failed:
+                member.streak = 0  # it handled this event
+        for member, exc in raised:
+            failed.append((member.name, f"{type(exc).__name__}: {exc}"))
+            if member.name not in predicted_failed:
+                member.failures += 1
+                member.streak += 1
+            if member.streak >= self.reset_after:
+                member.reset("failures")
+        handled = len(raised) < len(self.members)
+        if not handled:
             self.unhandled += 1
-        return Step(prediction, tuple(failed), learned_by > 0)
+        return Step(prediction, tuple(failed), handled)
 
     def _sample_weight(self, step_index: int) -> float:
         if self.boost_start < 0:

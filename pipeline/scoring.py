@@ -36,11 +36,10 @@ class Counts:
             self.hits[y] = self.hits.get(y, 0) + 1
 
     @classmethod
-    def of(cls, pairs: Iterable[tuple[Hashable, Hashable] | None]) -> Counts:
+    def of(cls, pairs: Iterable[tuple[Hashable, Hashable]]) -> Counts:
         counts = cls()
-        for pair in pairs:
-            if pair is not None:
-                counts.add(*pair)
+        for y, pred in pairs:
+            counts.add(y, pred)
         return counts
 
     def f1(self) -> float | None:
@@ -71,30 +70,50 @@ class Score:
         Size of the rolling window.
     """
 
-    __slots__ = ("all", "correct", "ring", "ring_ok", "tested", "window_correct")
+    __slots__ = (
+        "all", "correct", "ring_ok", "ring_pred", "ring_y", "tested", "window", "window_correct"
+    )
 
     def __init__(self, window: int = 1000) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
         self.tested = 0
         self.correct = 0
-        self.ring_ok = bytearray(window)  # 0/1 outcomes, for the rolling accuracy
-        self.ring: list[tuple[Hashable, Hashable] | None] = [None] * window
+        # The last `window` outcomes, labels and predictions (the rolling counts are made from
+        # them when read: once a scrape, not once an event).
+        self.ring_ok = bytearray(window)
+        self.ring_y: list[Hashable] = [None] * window
+        self.ring_pred: list[Hashable] = [None] * window
         self.window_correct = 0
-        self.all = Counts()  # the rolling counts are made from `ring` when read
+        self.all = Counts()
 
     def add(self, y: Hashable, pred: Hashable) -> int:
-        """Score one prediction; returns 1 if it was right, else 0."""
-        ok = 1 if pred == y else 0
+        """Score one prediction; returns 1 if it was right, else 0. (The hot path: inlined.)"""
+        counts = self.all
+        truth, predicted = counts.truth, counts.predicted
+        truth[y] = truth.get(y, 0) + 1
+        predicted[pred] = predicted.get(pred, 0) + 1
+        if pred == y:
+            ok = 1
+            hits = counts.hits
+            hits[y] = hits.get(y, 0) + 1
+        else:
+            ok = 0
+        tested = self.tested
+        i = tested % self.window
         ring_ok = self.ring_ok
-        i = self.tested % len(ring_ok)
         self.window_correct += ok - ring_ok[i]
         ring_ok[i] = ok
-        self.ring[i] = (y, pred)
-        self.all.add(y, pred)
-        self.tested += 1
+        self.ring_y[i] = y
+        self.ring_pred[i] = pred
+        self.tested = tested + 1
         self.correct += ok
         return ok
+
+    def _recent(self) -> Counts:
+        n = min(self.tested, self.window)
+        return Counts.of(zip(self.ring_y[:n], self.ring_pred[:n], strict=True))
 
     def last_outcomes(self, n: int) -> list[int]:
         """The 0/1 outcomes of the last `n` tests (at most the window), oldest first."""
@@ -117,7 +136,7 @@ class Score:
 
     @property
     def rolling_f1(self) -> float | None:
-        return Counts.of(self.ring).f1()
+        return self._recent().f1()
 
     @property
     def recall(self) -> Mapping[Hashable, float]:
@@ -125,4 +144,4 @@ class Score:
 
     @property
     def rolling_recall(self) -> Mapping[Hashable, float]:
-        return Counts.of(self.ring).recall()
+        return self._recent().recall()
