@@ -98,6 +98,12 @@ class LearningSettings:
     reset_after_failures: int = 10  # consecutive failures before a member is replaced
     max_classes: int = 1000  # distinct labels the state may hold
     max_feature_names: int = 10_000  # distinct feature names the state may hold
+    # Members far behind the leader sleep (no cost) until a drift wakes them: how far (a
+    # share of accuracy; 0 turns sleeping off), for how many labelled events in a row, and a
+    # wake-up of every sleeping member each `wake_every` labelled events.
+    sleep_margin: float = 0.05
+    sleep_after: int = 2000
+    wake_every: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "reset_after_failures": _int(1, 1_000_000),
             "max_classes": _int(2, 1_000_000),
             "max_feature_names": _int(1, 10_000_000),
+            "sleep_margin": _float(0.0, 1.0),
+            "sleep_after": _int(1, 100_000_000),
+            "wake_every": _int(1, 100_000_000),
         },
     ),
     "metrics": (MetricsSettings, {"host": _string, "port": _int(0, 65535)}),

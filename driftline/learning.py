@@ -38,4 +38,7 @@ def build_learner(settings: Settings) -> DriftEnsemble:
         reset_after=learning.reset_after_failures,
         max_classes=learning.max_classes,
         max_feature_names=learning.max_feature_names,
+        sleep_margin=learning.sleep_margin or None,
+        sleep_after=learning.sleep_after,
+        wake_every=learning.wake_every,
     )

@@ -23,6 +23,12 @@ Weighting and drift responses (docs/drift.md has the why and the measurements):
   ``learn_one`` takes no ``w`` learns the sample ``round(w)`` times);
 - response ``reset`` replaces the drifting member with a fresh copy; ``none`` only counts.
 
+Members that do not pay for themselves sleep: a member whose faded accuracy stays more than
+`sleep_margin` below the leader's for `sleep_after` labelled events in a row stops predicting and
+learning (its cost is saved; its weight is 0). Every sleeping member wakes, as a fresh copy, when
+any awake member detects a drift (the concept changed: the race starts again) and every
+`wake_every` labelled events (a change no detector flags). The leader never sleeps.
+
 A member that raises on an event does not stop the others: the failure is reported in the
 step's outcome, and after `reset_after` consecutive failures the member is replaced by a fresh
 copy. A member whose probabilities stop being finite numbers (its state was poisoned) is
@@ -32,6 +38,7 @@ replaced at once. Both count as resets, by reason.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from collections.abc import Hashable, Iterable, Mapping
@@ -95,6 +102,7 @@ class ModelStats:
     rolling_f1: float | None = None
     recall: Mapping[Hashable, float] = field(default_factory=dict)  # class -> recall
     rolling_recall: Mapping[Hashable, float] = field(default_factory=dict)
+    active: bool = True  # False while the member sleeps (it neither predicts nor learns)
 
 
 class HardVotes:
@@ -120,6 +128,8 @@ class Member:
     """One model of the ensemble with its detector, score and weighting state."""
 
     __slots__ = (
+        "awake",
+        "behind",
         "den",
         "detector",
         "drifts",
@@ -132,6 +142,7 @@ class Member:
         "num",
         "resets",
         "score",
+        "sleeps",
         "streak",
         "takes_weight",
         "weight",
@@ -154,13 +165,28 @@ class Member:
         self.failures = 0  # events it raised on, in all
         self.streak = 0  # consecutive events it raised on
         self.resets: dict[str, int] = {}
+        self.awake = True
+        self.behind = 0  # labelled events in a row it has been far behind the leader
+        self.sleeps = 0  # times it was put to sleep
 
-    def reset(self, reason: str) -> None:
-        """Replace the model by a fresh copy; its weight is earned again from nothing."""
+    def __setstate__(self, state: Any) -> None:
+        # A checkpoint of an older version may lack slots added since: they take their defaults.
+        _, slots = state if isinstance(state, tuple) else (None, state)
+        defaults = {"awake": True, "behind": 0, "sleeps": 0, "failures": 0, "streak": 0}
+        for name, value in {**defaults, **(slots or {})}.items():
+            setattr(self, name, value)
+        if not hasattr(self, "resets"):
+            self.resets = {}
+
+    def reset(self, reason: str | None) -> None:
+        """Replace the model by a fresh copy; its weight is earned again from nothing. Counted
+        under `reason` (None: a sleeping member woken as a fresh copy, not counted)."""
         self.model = copy.deepcopy(self.fresh)
         self.num = self.den = 0.0
         self.streak = 0
-        self.resets[reason] = self.resets.get(reason, 0) + 1
+        self.behind = 0
+        if reason is not None:
+            self.resets[reason] = self.resets.get(reason, 0) + 1
 
 
 class DriftEnsemble(base.Classifier):
@@ -186,6 +212,10 @@ class DriftEnsemble(base.Classifier):
         Size of the rolling window of the scores.
     reset_after
         Consecutive failures after which a member is replaced by a fresh copy.
+    sleep_margin, sleep_after, wake_every
+        A member more than `sleep_margin` below the leader's faded accuracy for `sleep_after`
+        labelled events in a row sleeps until a drift or the next `wake_every` labelled
+        events; `sleep_margin=None` keeps every member awake.
     max_classes, max_feature_names
         Bounds on the distinct labels and feature names the state may hold; an event past
         either raises `LimitExceeded` and is not learned.
@@ -216,6 +246,9 @@ class DriftEnsemble(base.Classifier):
         reset_after: int = 10,
         max_classes: int = 1000,
         max_feature_names: int = 10_000,
+        sleep_margin: float | None = None,
+        sleep_after: int = 2000,
+        wake_every: int = 20_000,
     ) -> None:
         if not models:
             raise ValueError("an ensemble needs at least one model")
@@ -234,6 +267,9 @@ class DriftEnsemble(base.Classifier):
         self.reset_after = reset_after
         self.max_classes = max_classes
         self.max_feature_names = max_feature_names
+        self.sleep_margin = sleep_margin
+        self.sleep_after = sleep_after
+        self.wake_every = wake_every
         self.members = [
             Member(
                 name,
@@ -260,6 +296,16 @@ class DriftEnsemble(base.Classifier):
     @property
     def _multiclass(self) -> bool:
         return True
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A checkpoint of an older version may lack settings added since: they take their
+        # defaults (those of `__init__`), so an upgrade carries on from it.
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(type(self).__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        self.__dict__.update({**defaults, **state})
 
     # --- River's interface ----------------------------------------------------------------
 
@@ -315,6 +361,10 @@ class DriftEnsemble(base.Classifier):
         probas: list[Mapping[Hashable, float] | None] = []
         failed: list[tuple[str, str]] | None = None
         for member in members:
+            if not member.awake:
+                preds.append(None)
+                probas.append(None)
+                continue
             try:
                 proba = member.model.predict_proba_one(x)
                 total = sum(proba.values())
@@ -371,6 +421,8 @@ class DriftEnsemble(base.Classifier):
         raised: list[tuple[Member, Exception]] | None = None
         clean = not prediction.failed
         for member in self.members:
+            if not member.awake:
+                continue
             try:
                 if w == 1.0:
                     member.model.learn_one(x, y)
@@ -388,6 +440,8 @@ class DriftEnsemble(base.Classifier):
                 member.streak = 0
         if len(self.members) > 1:
             self._reweight()
+            if self.sleep_margin is not None:
+                self._doze(step_index)
         if raised is None and clean:  # the common case
             return Step(prediction, (), True)
         return self._failures(prediction, raised or [])
@@ -408,7 +462,7 @@ class DriftEnsemble(base.Classifier):
                 member.streak += 1
             if member.streak >= self.reset_after:
                 member.reset("failures")
-        handled = len(raised) < len(self.members)
+        handled = len(raised) < sum(1 for m in self.members if m.awake)
         if not handled:
             self.unhandled += 1
         return Step(prediction, tuple(failed), handled)
@@ -433,12 +487,15 @@ class DriftEnsemble(base.Classifier):
             self.boost_start = step_index
             assert member.detector is not None
             self._restart_accuracies(member.detector.recent)
+        self._wake_all()  # the concept changed: the race starts again
 
     def _restart_accuracies(self, events: int) -> None:
         """Every member's faded accuracy from its outcomes over its last `events` tests only
         (those since the change, as the detector sees it); the vote's from nothing."""
         fading = self.fading
         for member in self.members:
+            if not member.awake:
+                continue
             num = den = 0.0
             for ok in member.score.last_outcomes(events):
                 num = fading * num + ok
@@ -478,20 +535,52 @@ class DriftEnsemble(base.Classifier):
 
     def _reweight(self) -> None:
         members = self.members
-        accs = [(m.num + 1.0) / (m.den + 2.0) for m in members]
+        accs = [(m.num + 1.0) / (m.den + 2.0) if m.awake else -1.0 for m in members]
         best = max(accs)
         self.lead = accs.index(best)
         self.follow_lead = (self.vote_num + 1.0) / (self.vote_den + 2.0) < best
         sharpness = self.sharpness
         for member, acc in zip(members, accs, strict=True):
-            member.weight = math.exp(sharpness * (acc - best))
+            member.weight = math.exp(sharpness * (acc - best)) if member.awake else 0.0
+
+    # --- sleeping members -------------------------------------------------------------------
+
+    def _doze(self, step_index: int) -> None:
+        """Put to sleep the members far behind the leader for long; wake them all now and then."""
+        if step_index and step_index % self.wake_every == 0:
+            self._wake_all()
+            return
+        members = self.members
+        lead = members[self.lead]
+        margin = self.sleep_margin
+        assert margin is not None
+        floor = (lead.num + 1.0) / (lead.den + 2.0) - margin
+        for member in members:
+            if not member.awake or member is lead:
+                continue
+            if (member.num + 1.0) / (member.den + 2.0) < floor:
+                member.behind += 1
+                if member.behind >= self.sleep_after:
+                    member.awake = False
+                    member.weight = 0.0
+                    member.sleeps += 1
+            elif member.behind:
+                member.behind = 0
+
+    def _wake_all(self) -> None:
+        for member in self.members:
+            if not member.awake:
+                member.awake = True
+                member.reset(None)
+                if member.detector is not None:
+                    member.detector = member.detector.clone()
 
     def weights(self) -> list[float]:
         """The members' normalised effective weights in the served prediction."""
         if self.follow_lead and len(self.members) > 1:
             return [1.0 if i == self.lead else 0.0 for i in range(len(self.members))]
-        total = sum(m.weight for m in self.members) or 1.0
-        return [m.weight / total for m in self.members]
+        total = sum(m.weight for m in self.members if m.awake) or 1.0
+        return [m.weight / total if m.awake else 0.0 for m in self.members]
 
     # --- reporting --------------------------------------------------------------------------
 
@@ -513,6 +602,7 @@ class DriftEnsemble(base.Classifier):
                 rolling_f1=m.score.rolling_f1,
                 recall=dict(m.score.recall),
                 rolling_recall=dict(m.score.rolling_recall),
+                active=m.awake,
             )
             for m, weight in zip(self.members, self.weights(), strict=True)
         }

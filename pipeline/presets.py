@@ -29,6 +29,7 @@ from river import (
 )
 from river.tree.base import Branch
 
+from pipeline.neighbors import WindowKNN
 from pipeline.preprocessing import TypedScaler, tag_strings
 
 # node class -> whether it is a branch: isinstance() against River's abstract node classes costs
@@ -109,6 +110,14 @@ PRESETS: dict[str, Callable[[], Any]] = {
         | naive_bayes.GaussianNB()
     ),
     "no_change": lambda: dummy.NoChangeClassifier(),
+    # driftline's: k nearest neighbours over the last 1,000 samples, numpy distances
+    # (pipeline/neighbors.py says why not River's KNNClassifier).
+    "knn": lambda: TypedScaler() | WindowKNN(k=5, window=1000),
+    # A Hoeffding tree that grows quickly: a split attempt every 50 samples at a confidence of
+    # 0.01, adaptive naive Bayes leaves (River's default leaves).
+    "hoeffding_tree_quick": lambda: _tagged(
+        tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01)
+    ),
 }
 
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,15 @@ def setup(tmp_path: Path, bootstrap: str, topic: str, interval: float = 0.5) -> 
     text = config.read_text().replace(f'[checkpoint]\ndir = "{tmp_path / "state"}"\n', checkpoint)
     config.write_text(text)
     return config, port
+
+
+def consuming(port: int) -> bool:
+    """/readyz answers 200: partitions assigned and polls succeeding."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return response.status == 200
+    except OSError:  # not up yet, or 503
+        return False
 
 
 def learned(port: int) -> float | None:
@@ -94,7 +104,7 @@ def test_sigkill_ten_times_learns_every_event_exactly_once(kafka_bootstrap, new_
     for _ in range(10):
         with Service(config, log) as service:
             # Once it serves metrics it is consuming (or about to): kill it at a random moment.
-            wait_for(lambda: learned(port) is not None, timeout=30, what="the service up")
+            wait_for(lambda: consuming(port), timeout=60, what="the service consuming")
             time.sleep(rng.uniform(0.0, 1.5))
             assert service.proc is not None
             service.proc.send_signal(signal.SIGKILL)

@@ -352,3 +352,48 @@ def test_accepts_weight():
     assert not accepts_weight(naive_bayes.GaussianNB())
     assert not accepts_weight(build_model("passive_aggressive"))  # learns repeatedly
     assert accepts_weight(build_model("hoeffding_tree_fast"))
+
+
+# --- members that do not pay for themselves sleep -----------------------------------------------
+
+
+class Counting(AlwaysRight):
+    """Counts what it is asked to do; right or wrong as `right` says."""
+
+    def __init__(self, right=True):
+        self.right = right
+        self.predicted = self.learned = 0
+
+    def predict_one(self, x):
+        self.predicted += 1
+        return concept(x) if self.right else not concept(x)
+
+    def learn_one(self, x, y):
+        self.learned += 1
+
+
+def test_a_member_far_behind_the_leader_sleeps_and_costs_nothing():
+    learner, _ = run({"good": Counting(), "bad": Counting(right=False)}, 1000,
+                     sleep_margin=0.05, sleep_after=100, wake_every=10**6)
+    good, bad = learner.members
+    assert not bad.awake and good.awake
+    stats = learner.stats()
+    assert stats["bad"].active is False and stats["bad"].weight == 0.0
+    assert bad.model.model.learned < 200  # asleep after ~100 events behind: no more work
+    assert good.model.model.learned == 1000
+    assert stats["ensemble"].accuracy > 0.95
+
+
+def test_sleeping_members_wake_as_fresh_copies_on_schedule():
+    learner, _ = run({"good": Counting(), "bad": Counting(right=False)}, 650,
+                     sleep_margin=0.05, sleep_after=100, wake_every=300)
+    bad = learner.members[1]
+    # slept, woke as a fresh copy after events 300 and 600, and is awake at 650 (fewer than
+    # 100 events behind since): the fresh copy learned events 602 to 650
+    assert bad.awake and bad.sleeps == 2
+    assert bad.model.model.learned == 49
+
+
+def test_sleeping_is_off_when_the_margin_is_none():
+    learner, _ = run({"good": Counting(), "bad": Counting(right=False)}, 500, sleep_after=10)
+    assert all(m.awake for m in learner.members)
