@@ -120,10 +120,14 @@ class CheckpointSettings:
     key_file: str = ""  # HMAC key; "" means $DRIFTLINE_CHECKPOINT_KEY or "<dir>/checkpoint.key"
 
 
-DEFAULT_MODELS: tuple[ModelSpec, ...] = (  # chosen with benchmarks/drift.py (docs/drift.md)
+# Chosen with benchmarks/drift.py (docs/benchmarks.md): linear models for linear and
+# Elec2-like concepts, a quickly growing tree for rules, k nearest neighbours for local,
+# nonlinear concepts; the members that do not pay for themselves on a stream sleep.
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("passive_aggressive", "passive_aggressive"),
     ModelSpec("logistic_regression", "logistic_regression"),
-    ModelSpec("hoeffding_tree", "hoeffding_tree_fast"),
+    ModelSpec("hoeffding_tree", "hoeffding_tree_quick"),
+    ModelSpec("knn", "knn"),
 )
 
 

@@ -26,7 +26,7 @@ Weighting and drift responses (docs/drift.md has the why and the measurements):
 Members that do not pay for themselves sleep: a member whose faded accuracy stays more than
 `sleep_margin` below the leader's for `sleep_after` labelled events in a row stops predicting and
 learning (its cost is saved; its weight is 0). Every sleeping member wakes, as a fresh copy, when
-any awake member detects a drift (the concept changed: the race starts again) and every
+the leader detects a drift (the concept changed: the race starts again) and every
 `wake_every` labelled events (a change no detector flags). The leader never sleeps.
 
 A member that raises on an event does not stop the others: the failure is reported in the
@@ -487,7 +487,8 @@ class DriftEnsemble(base.Classifier):
             self.boost_start = step_index
             assert member.detector is not None
             self._restart_accuracies(member.detector.recent)
-        self._wake_all()  # the concept changed: the race starts again
+        if member is self.members[self.lead]:
+            self._wake_all()  # the served model's concept changed: the race starts again
 
     def _restart_accuracies(self, events: int) -> None:
         """Every member's faded accuracy from its outcomes over its last `events` tests only

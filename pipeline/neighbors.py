@@ -50,6 +50,7 @@ class WindowKNN(base.Classifier):
         self.max_features = max_features
         self._index: dict[Hashable, int] = {}
         self._X = np.zeros((window, 8))
+        self._sq = np.zeros(window)  # each row's squared norm, for |a - b|^2 = |a|^2 - 2ab + |b|^2
         self._y: list[Hashable] = [None] * window
         self._n = 0
 
@@ -71,7 +72,9 @@ class WindowKNN(base.Classifier):
 
     def learn_one(self, x: dict, y: Hashable) -> None:
         i = self._n % self.window
-        self._X[i] = self._vector(x)
+        v = self._vector(x)
+        self._X[i] = v
+        self._sq[i] = v @ v
         self._y[i] = y
         self._n += 1
 
@@ -80,7 +83,7 @@ class WindowKNN(base.Classifier):
         if not m:
             return {}
         v = self._vector(x)
-        d = ((self._X[:m] - v) ** 2).sum(axis=1)
+        d = self._sq[:m] - 2.0 * (self._X[:m] @ v)  # the distance less |v|^2, the same for all
         k = min(self.k, m)
         nearest = np.argpartition(d, k - 1)[:k] if k < m else range(m)
         proba: dict[Any, float] = {}

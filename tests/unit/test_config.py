@@ -40,7 +40,7 @@ def test_defaults():
     assert s.kafka == KafkaSettings("127.0.0.1:9092", "events", "driftline", "earliest", "", 500)
     assert s.dead_letter_topic == "events.dlq"
     assert [m.name for m in s.models] == [
-        "passive_aggressive", "logistic_regression", "hoeffding_tree"]
+        "passive_aggressive", "logistic_regression", "hoeffding_tree", "knn"]
     assert s.drift.detector == "adwin"
     assert s.drift.response == "reweight"
     assert s.metrics.port == 9108
