@@ -37,9 +37,10 @@ MAX_DETAIL_CHARS = 200
 
 
 class Event(NamedTuple):
-    """A validated event; `y` is None when unlabelled. (A tuple: cheap to make per message.)"""
+    """A validated event; `y` is None when unlabelled; `x` is None for a delayed label (a
+    message with an `id` and a `y` and no `x`). (A tuple: cheap to make per message.)"""
 
-    x: dict[str, float | int | str | bool]
+    x: dict[str, float | int | str | bool] | None
     y: int | str | bool | None
     id: str | None = None
 
@@ -199,6 +200,8 @@ class Decoder:
             return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
         x = obj.get("x")
         if type(x) is not dict:
+            if x is None and "id" in obj and obj.get("y") is not None:
+                return self._label_only(obj)  # the label of an earlier event, joined by id
             if x is None:
                 return Rejection("missing_x", "no 'x' mapping of features")
             return Rejection("x_not_mapping", f"'x' must be an object, got {type(x).__name__}")
@@ -243,16 +246,32 @@ class Decoder:
         if self.schema is not None and (bad := self._check_schema(x)) is not None:
             return bad
         event_id = obj.get("id")
-        if event_id is not None:
-            if type(event_id) is not str:
-                return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")
-            if len(event_id) > self._max_id:
-                return Rejection(
-                    "too_long", f"'id' has {len(event_id)} characters, more than {self._max_id}"
-                )
+        if event_id is not None and (bad := self._check_id(event_id)) is not None:
+            return bad
         y = obj.get("y")
         if y is None:
             return Event(x, None, event_id)
+        label = self._label(y)
+        return label if isinstance(label, Rejection) else Event(x, label, event_id)
+
+    def _check_id(self, event_id: Any) -> Rejection | None:
+        if type(event_id) is not str:
+            return Rejection("bad_id", f"'id' must be a string, got {type(event_id).__name__}")
+        if len(event_id) > self._max_id:
+            return Rejection(
+                "too_long", f"'id' has {len(event_id)} characters, more than {self._max_id}"
+            )
+        return None
+
+    def _label_only(self, obj: dict[str, Any]) -> Event | Rejection:
+        event_id = obj["id"]
+        if (bad := self._check_id(event_id)) is not None:
+            return bad
+        label = self._label(obj["y"])
+        return label if isinstance(label, Rejection) else Event(None, label, event_id)
+
+    def _label(self, y: Any) -> Any:
+        """The label `y` as a class (a whole float becomes the int), or why it is not one."""
         t = type(y)
         if t is int:
             if not -MAX_INT < y < MAX_INT:
@@ -276,16 +295,17 @@ class Decoder:
             y = int(y)  # 1.0 and 1 are the same class
         elif t is not bool:
             return Rejection("bad_label", f"'y' must be a scalar, got {t.__name__}")
-        return Event(x, y, event_id)
+        return y
 
 
 def _kind_name(types: tuple[type, ...]) -> str:
     return next(kind for kind, t in _KIND_TYPES.items() if t == types)
 
 
-def encode(x: dict[str, Any], y: Any = None, event_id: str | None = None) -> bytes:
-    """The wire bytes of one event (what `driftline publish` sends)."""
-    obj: dict[str, Any] = {"x": x}
+def encode(x: dict[str, Any] | None, y: Any = None, event_id: str | None = None) -> bytes:
+    """The wire bytes of one event (what `driftline publish` sends); `x=None` with an id and a
+    label: the delayed label of that event."""
+    obj: dict[str, Any] = {} if x is None else {"x": x}
     if event_id is not None:
         obj["id"] = event_id
     if y is not None:

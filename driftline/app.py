@@ -27,6 +27,7 @@ from driftline.http import StatusServer
 from driftline.learning import build_learner
 from driftline.metrics import Metrics
 from driftline.service import Service
+from pipeline.pending import PendingLabels
 
 log = logging.getLogger("driftline.app")
 
@@ -121,7 +122,9 @@ def serve(settings: Settings) -> int:
         observe=metrics.checkpoint_seconds.observe,
     )
     service = Service(pipeline, dead_letters, metrics, settings.validation.decoder(),
-                      checkpointer=checkpointer)
+                      checkpointer=checkpointer,
+                      pending=PendingLabels(settings.labels.max_pending,
+                                            settings.labels.max_age_seconds))
     service.restore()
     stop = threading.Event()
 

@@ -71,6 +71,9 @@ class State:
     # Dead letters by reason. A plain default (not a factory) is a class attribute, so a
     # checkpoint written before this field existed still loads, with None.
     dead_letters: dict[str, int] | None = None
+    # The events waiting for a delayed label (`pipeline.pending.PendingLabels`); None in a
+    # checkpoint written before delayed labels.
+    pending: Any = None
 
 
 def dumps(state: State) -> bytes:

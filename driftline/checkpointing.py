@@ -128,6 +128,7 @@ class Checkpointer:
         *,
         outcomes: Mapping[str, int],
         dead_letters: Mapping[str, int],
+        pending: object = None,
     ) -> None:
         """Flush the dead letters, then save the state with the offsets it has consumed up to."""
         self.dead_letters.flush()  # first: a checkpoint must not cover a lost dead letter
@@ -137,6 +138,7 @@ class Checkpointer:
             offsets=dict(self.offsets),
             outcomes=dict(outcomes),
             dead_letters=dict(dead_letters),
+            pending=pending,
         )
         self._last_good = body = dumps(state)
         if self.store is None:

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=_positive_int, default=1,
                    help="partitions if the topic is created (default 1)")
     p.add_argument("--seed", type=int, default=42, help="seed of --synthetic (default 42)")
+    p.add_argument("--label-delay", type=_natural, default=0, metavar="N",
+                   help="send each event without its label (with an id) and the label N "
+                        "events later, on the same topic (default 0: labels inline)")
 
     p = sub.add_parser("evaluate", help="run the learning core over a CSV file, no Kafka")
     src = p.add_mutually_exclusive_group(required=True)
@@ -188,6 +191,7 @@ def _publish(args: argparse.Namespace) -> int:
             loop=args.loop,
             progress=Progress(args.limit),
             should_stop=lambda: bool(stopping),
+            label_delay=args.label_delay,
         )
     except KeyboardInterrupt:
         n = -1

@@ -113,6 +113,15 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class LabelsSettings:
+    """Delayed labels: events with an id and no label wait for it, within these bounds (the
+    oldest dropped first, counted in driftline_labels_expired_total)."""
+
+    max_pending: int = 100_000  # events waiting at once
+    max_age_seconds: float = 7 * 86_400.0  # a week: labels later than that are unknown_id
+
+
+@dataclass(frozen=True)
 class CheckpointSettings:
     dir: str = "state"
     interval_seconds: float = 5.0
@@ -137,6 +146,7 @@ class Settings:
     models: tuple[ModelSpec, ...] = DEFAULT_MODELS
     drift: DriftSettings = field(default_factory=DriftSettings)
     learning: LearningSettings = field(default_factory=LearningSettings)
+    labels: LabelsSettings = field(default_factory=LabelsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
@@ -297,6 +307,10 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "sleep_after": _int(1, 100_000_000),
             "wake_every": _int(1, 100_000_000),
         },
+    ),
+    "labels": (
+        LabelsSettings,
+        {"max_pending": _int(1, 100_000_000), "max_age_seconds": _float(0.0, open_low=True)},
     ),
     "metrics": (MetricsSettings, {"host": _string, "port": _int(0, 65535)}),
     "checkpoint": (

@@ -147,7 +147,16 @@ class SnapshotCollector(Collector):
             for partition, offset in s.restored_offsets.items():
                 restored.add_metric([str(partition)], offset)
             age.add_metric([], s.checkpoint_age(self._clock()))
-        yield from (drifts, resets, failures, events, dead, lag, age, restored)
+        pending = GaugeMetricFamily(
+            "driftline_pending_labels", "Events waiting for their delayed label."
+        )
+        expired = CounterMetricFamily(
+            "driftline_labels_expired",
+            "Events dropped before their label came ([labels] max_pending, max_age_seconds).",
+        )
+        pending.add_metric([], s.pending_labels if s else 0)
+        expired.add_metric([], s.labels_expired if s else 0)
+        yield from (drifts, resets, failures, events, dead, lag, age, restored, pending, expired)
 
 
 class Metrics:
@@ -165,6 +174,11 @@ class Metrics:
         )
         self.batch_seconds = Histogram(
             "driftline_batch_duration_seconds", "Time to process one polled batch.", registry=r,
+        )
+        self.label_delay = Histogram(
+            "driftline_label_delay_seconds",
+            "From an event's Kafka timestamp to its delayed label's.",
+            buckets=(0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0, 604800.0), registry=r,
         )
         self.checkpoint_seconds = Histogram(
             "driftline_checkpoint_duration_seconds", "Time to write one checkpoint.",

@@ -4,6 +4,7 @@ on a topic, optionally paced. The way a user feeds the demo or a load test.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import sys
 import time
@@ -61,8 +62,13 @@ def publish(
     loop: bool = False,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    label_delay: int = 0,
 ) -> int:
-    """Send each (x, y) as the wire bytes of one event; returns how many were sent."""
+    """Send each (x, y) as the wire bytes of one event; returns how many were sent.
+
+    With `label_delay`, each event goes without its label but with an id (its number), and its
+    label follows as `{"id": ..., "y": ...}` after `label_delay` more events; the labels still
+    held back at the end follow the last event."""
     if loop:
         cached = list(rows)
         if not cached:
@@ -71,13 +77,25 @@ def publish(
     if limit is not None:
         rows = itertools.islice(rows, limit)
     n = 0
+    held: collections.deque[tuple[str, Any]] = collections.deque()
     for x, y in paced(rows, rate):
-        send(encode(x, y))
+        if label_delay > 0:
+            if len(held) >= label_delay:  # due now: before the event that makes it due
+                due_id, label = held.popleft()
+                send(encode(None, label, due_id))
+            event_id = f"e{n}"
+            send(encode(x, None, event_id))
+            held.append((event_id, y))
+        else:
+            send(encode(x, y))
         n += 1
         if progress is not None and n % 100 == 0:
             progress.update(n)
         if should_stop():
             break
+    while held:
+        due_id, label = held.popleft()
+        send(encode(None, label, due_id))
     if progress is not None:
         progress.update(n, final=True)
     return n

@@ -17,13 +17,14 @@ from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
 from consumers.records import Record, where
 from consumers.source import Source
-from consumers.wire import MODEL_ERROR, REASONS, Decoder, Rejection
+from consumers.wire import MODEL_ERROR, REASONS, Decoder, Event, Rejection
 from driftline.backoff import Backoff
 from driftline.checkpoint import State
 from driftline.checkpointing import Checkpointer
 from driftline.metrics import Metrics
 from driftline.snapshot import DEAD_LETTERED, LEARNED, OUTCOMES, UNLABELLED, Snapshot
 from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats
+from pipeline.pending import DUPLICATE_ID, UNKNOWN_ID, PendingLabels
 
 log = logging.getLogger("driftline.service")
 
@@ -47,8 +48,10 @@ class Service:
         decoder: Decoder | None = None,
         *,
         checkpointer: Checkpointer | None = None,
+        pending: PendingLabels | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.pending = pending if pending is not None else PendingLabels()
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.decoder = decoder or Decoder()
@@ -79,6 +82,10 @@ class Service:
 
     def _carry_on_from(self, state: State) -> None:
         self.pipeline = state.pipeline
+        if state.pending is not None:  # keeping our bounds: the settings may have changed
+            state.pending.max_pending = self.pending.max_pending
+            state.pending.max_age = self.pending.max_age
+            self.pending = state.pending
         # Counters carry on across restarts.
         self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
         self.dead_letter_reasons = {**dict.fromkeys(REASONS, 0), **(state.dead_letters or {})}
@@ -91,6 +98,7 @@ class Service:
             offsets=dict(self.checkpointer.offsets),
             outcomes=dict(self.outcomes),
             dead_letters=dict(self.dead_letter_reasons),
+            pending=self.pending,
         )
 
     def checkpoint(self) -> None:
@@ -100,6 +108,7 @@ class Service:
                 self.pipeline,
                 outcomes=self.outcomes,
                 dead_letters=self.dead_letter_reasons,
+                pending=self.pending,
             )
 
     def roll_back(self, source: Source) -> None:
@@ -147,22 +156,33 @@ class Service:
         for record in records:
             event = decode(record.value)
             if not isinstance(event, Rejection):
-                try:
-                    outcome = step(event.x, event.y)
-                except LimitExceeded as exc:  # it would grow the state past a bound
-                    event = Rejection(exc.reason, str(exc))
-                except Exception as exc:  # a bug outside the members must not stop us either
-                    event = Rejection(MODEL_ERROR, f"{type(exc).__name__}: {exc}")
-                else:
-                    if outcome.failed:  # a member raised; the others went on
-                        failures = "; ".join(f"{name}: {error}" for name, error in outcome.failed)
-                        log.warning("a model raised on %s: %.300s", where(record), failures)
-                    if not outcome.handled:  # no member could learn it: dead-lettered, not lost
-                        event = Rejection(MODEL_ERROR, failures)
-                    elif event.y is None:
-                        unlabelled += 1
-                    else:
+                x = event.x
+                if x is None or (event.y is None and event.id is not None):
+                    # A delayed label, or an event that waits for one: joined by id.
+                    joined = self._delayed(record, event)
+                    if isinstance(joined, Rejection):
+                        event = joined
+                    elif joined:
                         learned += 1
+                    else:
+                        unlabelled += 1
+                else:
+                    try:
+                        outcome = step(x, event.y)
+                    except LimitExceeded as exc:  # it would grow the state past a bound
+                        event = Rejection(exc.reason, str(exc))
+                    except Exception as exc:  # a bug outside the members must not stop us
+                        event = Rejection(MODEL_ERROR, f"{type(exc).__name__}: {exc}")
+                    else:
+                        if outcome.failed:  # a member raised; the others went on
+                            failures = "; ".join(f"{n}: {e}" for n, e in outcome.failed)
+                            log.warning("a model raised on %s: %.300s", where(record), failures)
+                        if not outcome.handled:  # no member could learn it: dead-lettered
+                            event = Rejection(MODEL_ERROR, failures)
+                        elif event.y is None:
+                            unlabelled += 1
+                        else:
+                            learned += 1
             if isinstance(event, Rejection):
                 self.dead_letters.send(record, event)
                 reasons[event.reason] += 1
@@ -184,6 +204,34 @@ class Service:
             self.metrics.observe_latency([now - records[-1].timestamp / 1000.0])
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
 
+    def _delayed(self, record: Record, event: Event) -> Rejection | bool:
+        """Keep an unlabelled event with an id until its label comes (False), or score and
+        learn the event a label names (True); else why not. The time is the record's Kafka
+        timestamp, so that a replay after a crash expires exactly what the first run did."""
+        now = record.timestamp / 1000.0 if record.timestamp > 0 else time.time()
+        pending = self.pending
+        try:
+            if event.x is None:  # the label of an earlier event
+                waiting = pending.take(event.id, now)
+                if isinstance(waiting, str):
+                    return Rejection(waiting, f"no event waits for a label under id {event.id!r}"
+                                     if waiting == UNKNOWN_ID else
+                                     f"the event of id {event.id!r} has had its label already")
+                self.pipeline.check(waiting.x, event.y)  # a new class must fit in the bound
+                outcome = self.pipeline.learn(waiting.x, event.y, waiting.prediction)
+                self.metrics.label_delay.observe(max(0.0, now - waiting.arrived))
+                if not outcome.handled:
+                    return Rejection(MODEL_ERROR, "; ".join(f"{n}: {e}" for n, e in outcome.failed))
+                return True
+            if event.id in pending.waiting:
+                return Rejection(DUPLICATE_ID, f"an event of id {event.id!r} waits already")
+            self.pipeline.check(event.x, None)
+            prediction = self.pipeline.predict(event.x)
+            pending.add(event.id, event.x, prediction, now)
+            return False
+        except LimitExceeded as exc:
+            return Rejection(exc.reason, str(exc))
+
     def _publish(self) -> None:
         self.metrics.publish(Snapshot(
             models=self._models,
@@ -195,6 +243,8 @@ class Service:
             started=self.started,
             last_poll=self._last_poll,
             checkpoint_time=self.checkpointer.saved_time,
+            pending_labels=len(self.pending),
+            labels_expired=self.pending.expired,
         ))
 
     def run(self, source: Source, stop: threading.Event, poll_timeout_ms: int = 200) -> None:

@@ -38,6 +38,8 @@ class Snapshot:
     started: float | None = None  # Unix time the service started; None before it exists
     last_poll: float | None = None  # Unix time of the last successful poll
     checkpoint_time: float | None = None  # Unix time the state was last fully checkpointed
+    pending_labels: int = 0  # events waiting for a delayed label
+    labels_expired: int = 0  # events dropped before their label came, in all
 
     def checkpoint_age(self, now: float) -> float:
         """Seconds since the last checkpoint; NaN before the first."""

@@ -360,3 +360,13 @@ def test_a_configured_schema_accepts_matching_events_and_extras_when_allowed():
     assert Decoder(features=SCHEMA, allow_extra_features=False).decode(
         encode({"temp": 2, "city": "Rome", "open": True}, 0)) == Event(
         {"temp": 2, "city": "Rome", "open": True}, 0)
+
+
+def test_a_label_without_x_is_the_delayed_label_of_an_id():
+    decoder = Decoder()
+    assert decoder.decode(b'{"id": "e1", "y": "cat"}') == Event(None, "cat", "e1")
+    assert decoder.decode(b'{"id": "e1", "y": 2.0}') == Event(None, 2, "e1")
+    assert decoder.decode(b'{"id": "e1", "y": 2.5}').reason == "not_a_class"
+    assert decoder.decode(b'{"id": 7, "y": 1}').reason == "bad_id"
+    assert decoder.decode(b'{"y": 1}').reason == "missing_x"  # no id: nothing to join
+    assert decoder.decode(b'{"id": "e1"}').reason == "missing_x"
