@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps lint test unit integration demo bench clean
+.PHONY: install system-deps lint test unit integration demo bench bench-drift clean
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py
+
+# driftline (through `driftline evaluate`) against River's baselines on the drift suite, and the
+# drift-suite section of docs/benchmarks.md. Baselines are cached in benchmarks/.cache/.
+# Options: make bench-drift DRIFT_ARGS="--streams sea,elec --config my.toml" (no --write then).
+DRIFT_ARGS ?= --write
+bench-drift: install
+	$(BIN)/python benchmarks/drift.py $(DRIFT_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
