@@ -22,8 +22,9 @@ partition moves on. Only a minimal dead letter the broker refuses too is reporte
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from consumers.errors import DeliveryFailed
@@ -46,6 +47,7 @@ MINIMAL_DETAIL_BYTES = 200  # the driftline.detail header of a minimal dead lett
 # MessageSizeTooLargeError, RecordListTooLargeError...), since consumers/deadletter.py does not
 # import the client.
 REFUSED_FOR_GOOD = ("MessageSizeTooLarge", "RecordListTooLarge", "RecordTooLarge")
+CANCEL_CHECK_SECONDS = 0.2  # how often a flush asks its `cancel` whether to give up
 _MAX_REMEMBERED = 10_000  # source messages whose dead letter was refused for good, remembered
 
 
@@ -157,6 +159,7 @@ class DeadLetters:
         # for good once: refused again, it is resent as a minimal dead letter.
         self._refused: dict[tuple[str, int, int], None] = {}
         self.minimal_sent = 0  # minimal dead letters delivered in all
+        self._unflushed = 0  # dead letters sent since the last flush
 
     def send(self, record: Record, rejection: Rejection) -> None:
         """Queue a dead letter; log it with at most `MAX_DETAIL_CHARS` of its detail."""
@@ -169,6 +172,7 @@ class DeadLetters:
         log.warning("dead-lettered %s: %s (%s)", where(record), rejection.reason,
                     short(rejection.detail, MAX_DETAIL_CHARS))
         future = self.sink.send(self.topic, value, headers=headers)
+        self._unflushed += 1
         if future is not None:
             self._pending.append((record, rejection, future))
 
@@ -177,10 +181,14 @@ class DeadLetters:
         (their messages will be read, and dead-lettered, again)."""
         self._failed = []
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(
+        self, timeout: float | None = None, *, cancel: Callable[[], bool] | None = None
+    ) -> None:
         """Wait (at most `timeout` seconds, None: as long as it takes) until every dead letter
         sent so far is written; raise `DeliveryFailed` naming the source of those that were
-        not. One not acknowledged within `timeout` counts as not written.
+        not. One not acknowledged within `timeout`, or by the time `cancel()` answers true
+        (asked every `CANCEL_CHECK_SECONDS`: a shutdown must not wait for a broker that is
+        away), counts as not written.
 
         A dead letter refused for good a second time for the same source message is resent at
         once as a minimal one (headers only) and counts as written when that one is.
@@ -190,9 +198,14 @@ class DeadLetters:
         past a lost dead letter by mistake.
         """
         pending, self._pending = self._pending, []
+        if not self._unflushed:  # nothing sent since the last flush: nothing to wait for (not
+            if self._failed:  # even what one given up on left in the sink)
+                raise DeadLettersLost(self._failed)
+            return
+        self._unflushed = 0
         failures = []
         again = []  # refused for good a second time: resent as minimal dead letters
-        for failure in self._wait(pending, timeout):
+        for failure in self._wait(pending, timeout, cancel):
             record, rejection, why, error = failure
             if refused_for_good(error):
                 key = _key(record)
@@ -210,7 +223,7 @@ class DeadLetters:
                 future = self.sink.send(self.topic, b"", headers=headers)
                 if future is not None:
                     resent.append((record, rejection, future))
-            lost = self._wait(resent, timeout)
+            lost = self._wait(resent, timeout, cancel)
             lost_keys = {_key(r) for r, _, _, _ in lost}
             for record, _, _ in resent:
                 if _key(record) not in lost_keys:
@@ -226,13 +239,28 @@ class DeadLetters:
             raise DeadLettersLost(self._failed)
 
     def _wait(
-        self, pending: list[tuple[Record, Rejection, Any]], timeout: float | None
+        self,
+        pending: list[tuple[Record, Rejection, Any]],
+        timeout: float | None,
+        cancel: Callable[[], bool] | None = None,
     ) -> list[tuple[Record, Rejection, str, BaseException | None]]:
         """Flush the sink and check each future: those not written, with why."""
-        try:
-            self.sink.flush(timeout)
-        except Exception as exc:  # e.g. a flush timeout: check each future below
-            log.warning("flushing dead letters: %s", exc)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = left if cancel is None else min(CANCEL_CHECK_SECONDS, left or math.inf)
+            try:
+                self.sink.flush(step)
+                error = None
+            except Exception as exc:  # e.g. a flush timeout: check each future below
+                error = exc
+            if all(getattr(f, "is_done", True) for _, _, f in pending):
+                break
+            over = deadline is not None and time.monotonic() >= deadline
+            if cancel is None or cancel() or over:
+                break  # without `cancel`, the sink's flush(timeout) was the whole wait
+        if error is not None:
+            log.warning("flushing dead letters: %s", error)
         failures: list[tuple[Record, Rejection, str, BaseException | None]] = []
         for record, rejection, future in pending:
             if not getattr(future, "is_done", True):

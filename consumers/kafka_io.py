@@ -22,7 +22,12 @@ from kafka import (
     TopicPartition,
 )
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.future import Future
 
 from consumers.errors import BrokerUnavailable, DeliveryFailed, NotAssigned
@@ -292,6 +297,21 @@ class KafkaSink:
         except KafkaError as exc:
             raise DeliveryFailed(f"flush: {type(exc).__name__}: {exc}") from exc
 
-    def close(self) -> None:
-        with _broker("close the producer"):
-            self._producer.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Close the producer, waiting at most `timeout` seconds (None: until every record is
+        sent or expired) for records still unsent; past it, they are dropped."""
+        try:
+            self._producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            # kafka-python raises instead of closing when records are still unsent after
+            # `timeout`: drop them (their delivery was never confirmed, so no checkpoint covers
+            # them) and stop its sender thread, then close for good.
+            log.warning("closing the producer: records unsent after %s s are dropped", timeout)
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+                sender.join(1.0)
+            with _broker("close the producer"):
+                self._producer.close(timeout=0)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"close the producer: {type(exc).__name__}: {exc}") from exc
