@@ -264,8 +264,9 @@ class KafkaSink:
     `send` returns kafka-python's future for the record (`DeadLetters` checks them after a
     flush); a record too large for the producer comes back as a failed future rather than an
     exception, like every other refusal. `acks="all"`: a record counts as written once every
-    in-sync replica has it. `max_request_size` is 1 MiB (the client's and the broker's default),
-    above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
+    in-sync replica has it. Not idempotent unless transactional (see below), so that a refused
+    record does not fail every later one. `max_request_size` is 1 MiB (the client's and the
+    broker's default), above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
     """
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
@@ -274,6 +275,11 @@ class KafkaSink:
         options.setdefault("linger_ms", 5)
         options.setdefault("acks", "all")
         options.setdefault("max_request_size", PRODUCER_MAX_REQUEST_SIZE)
+        if "transactional_id" not in options:
+            # kafka-python 3's idempotent producer (its default) takes a refusal of one record
+            # (MessageSizeTooLargeError) as fatal and fails every later send: one dead letter too
+            # large for its topic would fail all the others. Dead letters are at-least-once.
+            options.setdefault("enable_idempotence", False)
         with _broker(f"produce to {bootstrap}"):
             self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
 
