@@ -268,6 +268,21 @@ def presets_table(streams: list[str]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def keep_other_sections(text: str) -> str:
+    """`text` followed by the sections ("## " headings) of the current file that `text` does
+    not have: other benchmarks write theirs into the same page (benchmarks/hostile.py)."""
+    if not DOC.exists():
+        return text
+    ours = {line for line in text.splitlines() if line.startswith("## ")}
+    kept, keep = [], False
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## ") or line.startswith("# "):
+            keep = line.startswith("## ") and line not in ours
+        if keep:
+            kept.append(line)
+    return text.rstrip("\n") + ("\n\n" + "\n".join(kept) + "\n" if kept else "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="TOML configuration (default: built-in)")
@@ -298,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(members_table(results))
     if args.write:
-        DOC.write_text(document(results, base), encoding="utf-8")
+        DOC.write_text(keep_other_sections(document(results, base)), encoding="utf-8")
         print(f"written: {DOC.relative_to(Path.cwd()) if DOC.is_relative_to(Path.cwd()) else DOC}")
     return 0
 
