@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps lint test unit integration demo bench bench-drift clean
+.PHONY: install system-deps lint test unit integration demo bench bench-drift bench-hostile clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ bench: install
 DRIFT_ARGS ?= --write
 bench-drift: install
 	$(BIN)/python benchmarks/drift.py $(DRIFT_ARGS)
+
+# 100,000 Elec2 events with 5% hostile messages through the broker at $KAFKA_BOOTSTRAP_SERVERS
+# (default 127.0.0.1:9092, started with `driftline kafka up` if none answers); ~15 minutes.
+bench-hostile: install
+	$(BIN)/python benchmarks/hostile.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -10,13 +10,21 @@ accepts every dead letter of a default topic.
 Delivery is checked: `flush` waits for every dead letter sent since the last flush and raises
 `DeadLettersLost`, naming the source position of the first one the broker refused, so the caller
 can refuse to move its checkpoint past it.
+
+A dead letter the broker refuses for good (too large for the dead-letter topic's
+`max.message.bytes`, say) would stall its partition forever. So a refusal for good is remembered
+per source message: the first one is reported (the caller rolls back and reads the message
+again), and when the retry is refused again, `flush` resends it at once as a minimal dead letter
+(headers only, no value, `driftline.value.omitted` saying why), so that nothing is lost and the
+partition moves on. Only a minimal dead letter the broker refuses too is reported again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from consumers.errors import DeliveryFailed
@@ -33,6 +41,14 @@ PRODUCER_MAX_REQUEST_SIZE = 1_048_576  # KafkaSink's max_request_size: above eve
 MAX_DETAIL_BYTES = 1000  # the driftline.detail header
 _MAX_REASON_BYTES = 64
 _MAX_TOPIC_BYTES = 255  # a Kafka topic name has at most 249 characters
+MINIMAL_DETAIL_BYTES = 200  # the driftline.detail header of a minimal dead letter
+# Errors by which the broker (or the producer) refuses a record for good: sending the same record
+# again cannot succeed. Matched by the exception's class name (kafka-python's
+# MessageSizeTooLargeError, RecordListTooLargeError...), since consumers/deadletter.py does not
+# import the client.
+REFUSED_FOR_GOOD = ("MessageSizeTooLarge", "RecordListTooLarge", "RecordTooLarge")
+CANCEL_CHECK_SECONDS = 0.2  # how often a flush asks its `cancel` whether to give up
+_MAX_REMEMBERED = 10_000  # source messages whose dead letter was refused for good, remembered
 
 
 class DeadLettersLost(DeliveryFailed):
@@ -99,6 +115,32 @@ def dead_letter_headers(
     return headers
 
 
+def minimal_headers(
+    record: Record, rejection: Rejection, original_size: int, why: str
+) -> list[tuple[str, bytes]]:
+    """The headers of a minimal dead letter: the source, the reason, a short detail, the value's
+    size and `driftline.value.omitted` saying why the value was left out."""
+    headers = [
+        (k, _cut_bytes(v, MINIMAL_DETAIL_BYTES) if k == "driftline.detail" else v)
+        for k, v in dead_letter_headers(record, rejection, original_size)
+    ]
+    omitted = f"the broker refused the dead letter with its value: {why}"
+    headers.append(("driftline.value.omitted",
+                    _cut_bytes(omitted.encode("utf-8", "replace"), MINIMAL_DETAIL_BYTES)))
+    return headers
+
+
+def refused_for_good(error: BaseException | None) -> bool:
+    """Whether `error` means the broker will never accept that record (it is too large)."""
+    return error is not None and any(
+        name in cls.__name__ for cls in type(error).__mro__ for name in REFUSED_FOR_GOOD
+    )
+
+
+def _key(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
+
+
 def _headers_size(headers: list[tuple[str, bytes]]) -> int:
     return sum(len(k) + len(v) + 10 for k, v in headers)  # + varint framing, generously
 
@@ -111,8 +153,13 @@ class DeadLetters:
         self.sink = sink
         self.topic = topic
         self.max_bytes = min(max_bytes, DEAD_LETTER_MAX_BYTES)
-        self._pending: list[tuple[Record, Any]] = []
+        self._pending: list[tuple[Record, Rejection, Any]] = []
         self._failed: list[tuple[str, int, int, str]] = []  # until clear_failures()
+        # (topic, partition, offset) of source messages whose dead letter the broker refused
+        # for good once: refused again, it is resent as a minimal dead letter.
+        self._refused: dict[tuple[str, int, int], None] = {}
+        self.minimal_sent = 0  # minimal dead letters delivered in all
+        self._unflushed = 0  # dead letters sent since the last flush
 
     def send(self, record: Record, rejection: Rejection) -> None:
         """Queue a dead letter; log it with at most `MAX_DETAIL_CHARS` of its detail."""
@@ -125,36 +172,106 @@ class DeadLetters:
         log.warning("dead-lettered %s: %s (%s)", where(record), rejection.reason,
                     short(rejection.detail, MAX_DETAIL_CHARS))
         future = self.sink.send(self.topic, value, headers=headers)
+        self._unflushed += 1
         if future is not None:
-            self._pending.append((record, future))
+            self._pending.append((record, rejection, future))
 
     def clear_failures(self) -> None:
         """Forget the failures `flush` reported: call once the state was rewound to before them
         (their messages will be read, and dead-lettered, again)."""
         self._failed = []
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait until every dead letter sent so far is written; raise `DeliveryFailed` naming
-        the source of those that were not.
+    def flush(
+        self, timeout: float | None = None, *, cancel: Callable[[], bool] | None = None
+    ) -> None:
+        """Wait (at most `timeout` seconds, None: as long as it takes) until every dead letter
+        sent so far is written; raise `DeliveryFailed` naming the source of those that were
+        not. One not acknowledged within `timeout`, or by the time `cancel()` answers true
+        (asked every `CANCEL_CHECK_SECONDS`: a shutdown must not wait for a broker that is
+        away), counts as not written.
+
+        A dead letter refused for good a second time for the same source message is resent at
+        once as a minimal one (headers only) and counts as written when that one is.
 
         Failures are sticky: every later `flush` raises them again until `clear_failures()`, so
         a caller that flushes once more before a checkpoint (a shutdown, say) cannot checkpoint
         past a lost dead letter by mistake.
         """
         pending, self._pending = self._pending, []
-        try:
-            self.sink.flush(timeout)
-        except Exception as exc:  # e.g. a flush timeout: check each future below
-            log.warning("flushing dead letters: %s", exc)
+        if not self._unflushed:  # nothing sent since the last flush: nothing to wait for (not
+            if self._failed:  # even what one given up on left in the sink)
+                raise DeadLettersLost(self._failed)
+            return
+        self._unflushed = 0
         failures = []
-        for record, future in pending:
-            if not getattr(future, "is_done", True):
-                failures.append((record, "not acknowledged by the broker in time"))
-            elif future.failed():
-                error = future.exception
-                failures.append((record, f"{type(error).__name__}: {error}"))
-        for record, why in failures:
+        again = []  # refused for good a second time: resent as minimal dead letters
+        for failure in self._wait(pending, timeout, cancel):
+            record, rejection, why, error = failure
+            if refused_for_good(error):
+                key = _key(record)
+                if key in self._refused:
+                    again.append(failure)
+                    continue
+                self._remember(key)
+            failures.append(failure)
+        if again:
+            resent = []
+            for record, rejection, why, _ in again:
+                log.warning("dead letter of %s refused again (%s): resending it without its "
+                            "value", where(record), short(why))
+                headers = minimal_headers(record, rejection, len(record.value or b""), why)
+                future = self.sink.send(self.topic, b"", headers=headers)
+                if future is not None:
+                    resent.append((record, rejection, future))
+            lost = self._wait(resent, timeout, cancel)
+            lost_keys = {_key(r) for r, _, _, _ in lost}
+            for record, _, _ in resent:
+                if _key(record) not in lost_keys:
+                    self.minimal_sent += 1
+                    self._refused.pop(_key(record), None)
+            failures.extend((r, rej, f"minimal dead letter: {why}", err)
+                            for r, rej, why, err in lost)
+        for record, _, why, _ in failures:
             log.error("dead letter of %s not delivered: %s", where(record), short(why))
-        self._failed.extend((r.topic, r.partition, r.offset, short(why)) for r, why in failures)
+        self._failed.extend((r.topic, r.partition, r.offset, short(why))
+                            for r, _, why, _ in failures)
         if self._failed:
             raise DeadLettersLost(self._failed)
+
+    def _wait(
+        self,
+        pending: list[tuple[Record, Rejection, Any]],
+        timeout: float | None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> list[tuple[Record, Rejection, str, BaseException | None]]:
+        """Flush the sink and check each future: those not written, with why."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = left if cancel is None else min(CANCEL_CHECK_SECONDS, left or math.inf)
+            try:
+                self.sink.flush(step)
+                error = None
+            except Exception as exc:  # e.g. a flush timeout: check each future below
+                error = exc
+            if all(getattr(f, "is_done", True) for _, _, f in pending):
+                break
+            over = deadline is not None and time.monotonic() >= deadline
+            if cancel is None or cancel() or over:
+                break  # without `cancel`, the sink's flush(timeout) was the whole wait
+        if error is not None:
+            log.warning("flushing dead letters: %s", error)
+        failures: list[tuple[Record, Rejection, str, BaseException | None]] = []
+        for record, rejection, future in pending:
+            if not getattr(future, "is_done", True):
+                failures.append((record, rejection, "not acknowledged by the broker in time",
+                                 None))
+            elif future.failed():
+                error = future.exception
+                failures.append((record, rejection, f"{type(error).__name__}: {error}", error))
+        return failures
+
+    def _remember(self, key: tuple[str, int, int]) -> None:
+        self._refused[key] = None
+        if len(self._refused) > _MAX_REMEMBERED:  # the oldest goes: a bound on memory
+            del self._refused[next(iter(self._refused))]

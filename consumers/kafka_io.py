@@ -22,7 +22,12 @@ from kafka import (
     TopicPartition,
 )
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.future import Future
 
 from consumers.errors import BrokerUnavailable, DeliveryFailed, NotAssigned
@@ -259,8 +264,9 @@ class KafkaSink:
     `send` returns kafka-python's future for the record (`DeadLetters` checks them after a
     flush); a record too large for the producer comes back as a failed future rather than an
     exception, like every other refusal. `acks="all"`: a record counts as written once every
-    in-sync replica has it. `max_request_size` is 1 MiB (the client's and the broker's default),
-    above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
+    in-sync replica has it. Not idempotent unless transactional (see below), so that a refused
+    record does not fail every later one. `max_request_size` is 1 MiB (the client's and the
+    broker's default), above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
     """
 
     def __init__(self, bootstrap: str, **options: Any) -> None:
@@ -269,6 +275,11 @@ class KafkaSink:
         options.setdefault("linger_ms", 5)
         options.setdefault("acks", "all")
         options.setdefault("max_request_size", PRODUCER_MAX_REQUEST_SIZE)
+        if "transactional_id" not in options:
+            # kafka-python 3's idempotent producer (its default) takes a refusal of one record
+            # (MessageSizeTooLargeError) as fatal and fails every later send: one dead letter too
+            # large for its topic would fail all the others. Dead letters are at-least-once.
+            options.setdefault("enable_idempotence", False)
         with _broker(f"produce to {bootstrap}"):
             self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
 
@@ -292,6 +303,21 @@ class KafkaSink:
         except KafkaError as exc:
             raise DeliveryFailed(f"flush: {type(exc).__name__}: {exc}") from exc
 
-    def close(self) -> None:
-        with _broker("close the producer"):
-            self._producer.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Close the producer, waiting at most `timeout` seconds (None: until every record is
+        sent or expired) for records still unsent; past it, they are dropped."""
+        try:
+            self._producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            # kafka-python raises instead of closing when records are still unsent after
+            # `timeout`: drop them (their delivery was never confirmed, so no checkpoint covers
+            # them) and stop its sender thread, then close for good.
+            log.warning("closing the producer: records unsent after %s s are dropped", timeout)
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+                sender.join(1.0)
+            with _broker("close the producer"):
+                self._producer.close(timeout=0)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"close the producer: {type(exc).__name__}: {exc}") from exc

@@ -31,6 +31,8 @@ from pipeline.pending import PendingLabels
 
 log = logging.getLogger("driftline.app")
 
+SINK_CLOSE_SECONDS = 2.0  # at exit, the wait for dead letters still unsent
+
 
 def _instance_id(settings: Settings) -> str:
     """A stable static-membership id: this host and this state folder."""
@@ -75,7 +77,7 @@ class NotConnected:
     def flush(self, timeout: float | None = None) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         pass
 
 
@@ -164,8 +166,8 @@ def serve(settings: Settings) -> int:
                 settings.drift.detector, settings.drift.response,
             )
             service.run(source, stop)
-        finally:
-            dead_letters.sink.close()
+        finally:  # bounded: the broker may be away, and then unsent dead letters wait
+            dead_letters.sink.close(timeout=SINK_CLOSE_SECONDS)
     finally:
         server.stop()
     log.info("stopped after %d events", sum(service.outcomes.values()))

@@ -30,6 +30,7 @@ log = logging.getLogger("driftline.service")
 
 WATCH_INTERVAL = 1.0  # seconds between two readings of the lag and the assignment
 UNASSIGNED_REJOIN = 20.0  # seconds without any assigned partition before rejoining the group
+SHUTDOWN_FLUSH_SECONDS = 2.0  # the final wait for dead letters (the broker may be away)
 
 
 class Service:
@@ -66,6 +67,7 @@ class Service:
         self._ever_assigned = False
         self._rejoins = 0
         self._lock = threading.RLock()
+        self._stop = threading.Event()  # run()'s: a dead-letter flush gives up once it is set
         self.checkpointer.mark_good(self._state())  # where a failure before any save goes back to
         self._publish()
 
@@ -192,8 +194,8 @@ class Service:
             if partition not in offsets:  # where a roll back restarts a partition never saved
                 first_offsets.setdefault(partition, record.offset)
             offsets[partition] = record.offset + 1
-        if sent:
-            self.dead_letters.flush()  # before the offsets can be committed or checkpointed
+        if sent:  # before the offsets can be committed or checkpointed; given up on SIGTERM
+            self.dead_letters.flush(cancel=self._stop.is_set)
         outcomes = self.outcomes
         outcomes[LEARNED] += learned
         outcomes[UNLABELLED] += unlabelled
@@ -249,6 +251,7 @@ class Service:
 
     def run(self, source: Source, stop: threading.Event, poll_timeout_ms: int = 200) -> None:
         """Poll, process and emit until `stop` is set; then a final checkpoint and commit."""
+        self._stop = stop
         backoff = Backoff()
         last_watch = 0.0
         unassigned_since = time.monotonic()
@@ -319,6 +322,9 @@ class Service:
 
     def _shutdown(self, source: Source) -> None:
         try:
+            # Bounded: a broker that is away must not hold the exit (not flushed in time, the
+            # dead letters stay lost and no checkpoint is written: a restart replays them).
+            self.dead_letters.flush(timeout=SHUTDOWN_FLUSH_SECONDS)
             self.checkpoint()
             with self._lock:
                 self.checkpointer.commit(source, wait=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from consumers.deadletter import DeadLetters
-from consumers.wire import encode
+from consumers.records import Record
+from consumers.wire import Rejection, encode
 from driftline.checkpoint import CheckpointStore, State
 from driftline.checkpointing import Checkpointer
 from driftline.config import DriftSettings, ModelSpec, Settings
@@ -88,16 +89,22 @@ def test_dead_letters_are_flushed_before_every_save(tmp_path):
         return original(state, body)
 
     store.save = recording_save  # type: ignore[method-assign]
-    checkpointer = Checkpointer(store, DeadLetters(sink, "events.dlq"))
-    save(checkpointer)
-    save(checkpointer)
+    dead_letters = DeadLetters(sink, "events.dlq")
+    checkpointer = Checkpointer(store, dead_letters)
+    for offset in (0, 1):
+        dead_letters.send(Record("events", 0, offset, b"{"), Rejection("not_json", "x"))
+        save(checkpointer)
     assert flushes_at_save == [1, 2]
+    save(checkpointer)  # nothing sent since the last flush: nothing to wait for
+    assert flushes_at_save == [1, 2, 2]
 
 
 def test_without_a_store_offsets_are_kept_and_nothing_is_written(tmp_path):
     sink = ListSink()
-    checkpointer = Checkpointer(None, DeadLetters(sink, "events.dlq"))
+    dead_letters = DeadLetters(sink, "events.dlq")
+    checkpointer = Checkpointer(None, dead_letters)
     checkpointer.offsets[0] = 5
+    dead_letters.send(Record("events", 0, 4, b"{"), Rejection("not_json", "x"))
     save(checkpointer)
     assert checkpointer.restore(build_learner(ONE)) is None
     assert checkpointer.saved_time is None

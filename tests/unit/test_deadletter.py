@@ -162,3 +162,72 @@ def test_a_lost_dead_letter_rolls_back_and_every_event_is_learned_once(tmp_path)
     assert [int(dict(h)["driftline.source.offset"]) for _, _, _, h in sink.sent] == [12, 12]
     latest = store.load_latest()
     assert latest is not None and latest[0].offsets == {0: 30}
+
+
+class MessageSizeTooLargeError(Exception):
+    """Named like kafka-python's refusal of a record too large for the topic."""
+
+
+class TooLargeSink(ListSink):
+    """Refuses, as a broker whose topic takes at most `limit` bytes would, every record whose
+    value and headers are larger than that."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def send(self, topic, value, key=None, headers=None):
+        super().send(topic, value, key, headers)
+        size = record_size(value, headers or [])
+        error = MessageSizeTooLargeError(f"{size} bytes") if size > self.limit else None
+        return Future(error)
+
+
+def test_a_dead_letter_refused_for_good_twice_is_resent_without_its_value():
+    sink = TooLargeSink(limit=2000)
+    dead = DeadLetters(sink, "t.dlq")
+    big = Record("events", 0, 41, b"x" * 10_000)
+    rejection = Rejection("not_json", "Expecting value: line 1 column 1 (char 0)")
+    dead.send(big, rejection)
+    with pytest.raises(DeadLettersLost) as first:  # the first refusal: the caller rolls back
+        dead.flush()
+    assert first.value.offset == 41 and "MessageSizeTooLarge" in first.value.reason
+    dead.clear_failures()
+    dead.send(big, rejection)  # read again after the roll back: refused again
+    dead.flush()  # resent at once without its value: delivered, no failure
+    assert dead.minimal_sent == 1
+    assert [len(value) for _, value, _, _ in sink.sent] == [10_000, 10_000, 0]
+    headers = dict(sink.sent[-1][3])
+    assert headers["driftline.reason"] == b"not_json"
+    assert headers["driftline.source.offset"] == b"41"
+    assert headers["driftline.value.bytes"] == b"10000"
+    assert b"refused" in headers["driftline.value.omitted"]
+    assert b"MessageSizeTooLarge" in headers["driftline.value.omitted"]
+    assert record_size(b"", sink.sent[-1][3]) < 2000
+    dead.send(Record("events", 0, 42, b"{}"), rejection)  # later ones are sent as they are
+    dead.flush()
+    assert sink.sent[-1][1] == b"{}"
+
+
+def test_a_refusal_that_may_pass_later_is_never_resent_without_its_value():
+    dead = DeadLetters(FutureSink(fail={5}), "t.dlq")  # RuntimeError: not a refusal for good
+    for _ in range(3):
+        dead.send(Record("events", 0, 5, b"x"), Rejection("not_json", "x"))
+        with pytest.raises(DeadLettersLost):
+            dead.flush()
+        dead.clear_failures()
+    assert dead.minimal_sent == 0 and all(value == b"x" for _, value, _, _ in dead.sink.sent)
+
+
+def test_a_minimal_dead_letter_the_broker_refuses_too_is_reported_again():
+    dead = DeadLetters(TooLargeSink(limit=50), "t.dlq")  # not even the headers fit
+    record = Record("events", 0, 7, b"x" * 100)
+    for attempt in range(3):
+        dead.send(record, Rejection("not_json", "x"))
+        with pytest.raises(DeadLettersLost) as info:
+            dead.flush()
+        assert info.value.offset == 7
+        if attempt:
+            assert "minimal dead letter" in info.value.reason
+        dead.clear_failures()
+    assert dead.minimal_sent == 0
