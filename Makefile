@@ -39,8 +39,11 @@ test: install system-deps lint
 demo: install
 	scripts/demo.sh
 
+# driftline against the hand-written loop (ratio), and the default ensemble against the sum of its
+# members' own costs in River (ratio).
 bench: install
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/ensemble_cost.py
 
 # driftline (through `driftline evaluate`) against River's baselines on the drift suite, and the
 # drift-suite section of docs/benchmarks.md. Baselines are cached in benchmarks/.cache/.
