@@ -269,7 +269,7 @@ def test_sigterm_while_the_broker_is_away_exits_within_10_seconds(tmp_path):
     bootstrap = broker.up(kafka_port)
     try:
         topic = f"hostile-outage-{uuid.uuid4().hex[:8]}"
-        produce(bootstrap, topic, [b"{not json"] * 20_000)
+        produce(bootstrap, topic, [b"{not json"] * 5_000)
         port = free_port()
         config = write_config(tmp_path / "driftline.toml", bootstrap, topic, port,
                               extra=ONE_MODEL)
