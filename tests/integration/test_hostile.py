@@ -150,7 +150,7 @@ def test_a_dead_letter_the_broker_refuses_is_resent_without_its_value_and_nothin
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(lambda: learned(port) == 50, timeout=60, what="50 learned")
         watcher = watch_health(port, done, answers)
-        time.sleep(0.8)  # a checkpoint of the 50
+        time.sleep(1.5)  # a checkpoint of the 50 (every 0.3 s)
         produce(kafka_bootstrap, topic,
                 [b"{" * 10_000] + [encode(x, y) for x, y in ELEC[50:100]])
         wait_for(lambda: learned(port) == 100, timeout=60, what="100 learned")
@@ -188,7 +188,7 @@ def test_when_even_the_minimal_dead_letter_is_refused_the_service_retries_alive_
     done = threading.Event()
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(lambda: learned(port) == 50, timeout=60, what="50 learned")
-        time.sleep(0.8)
+        time.sleep(1.5)  # a checkpoint of the 50 (every 0.3 s)
         produce(kafka_bootstrap, topic,
                 [b"{" * 10_000] + [encode(x, y) for x, y in ELEC[50:100]])
         watcher = watch_health(port, done, answers)
