@@ -198,8 +198,10 @@ class DeadLetters:
         past a lost dead letter by mistake.
         """
         pending, self._pending = self._pending, []
-        if not self._unflushed:  # nothing sent since the last flush: nothing to wait for (not
-            if self._failed:  # even what one given up on left in the sink)
+        if not self._unflushed:
+            # Nothing sent since the last flush: nothing to wait for, not even the records a
+            # flush gave up on that the sink still holds (a shutdown with the broker away).
+            if self._failed:
                 raise DeadLettersLost(self._failed)
             return
         self._unflushed = 0

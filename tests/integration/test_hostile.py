@@ -150,7 +150,7 @@ def test_a_dead_letter_the_broker_refuses_is_resent_without_its_value_and_nothin
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(lambda: learned(port) == 50, timeout=60, what="50 learned")
         watcher = watch_health(port, done, answers)
-        time.sleep(0.8)  # a checkpoint of the 50
+        time.sleep(1.5)  # a checkpoint of the 50 (every 0.3 s)
         produce(kafka_bootstrap, topic,
                 [b"{" * 10_000] + [encode(x, y) for x, y in ELEC[50:100]])
         wait_for(lambda: learned(port) == 100, timeout=60, what="100 learned")
@@ -188,7 +188,7 @@ def test_when_even_the_minimal_dead_letter_is_refused_the_service_retries_alive_
     done = threading.Event()
     with Service(config, tmp_path / "serve.log") as service:
         wait_for(lambda: learned(port) == 50, timeout=60, what="50 learned")
-        time.sleep(0.8)
+        time.sleep(1.5)  # a checkpoint of the 50 (every 0.3 s)
         produce(kafka_bootstrap, topic,
                 [b"{" * 10_000] + [encode(x, y) for x, y in ELEC[50:100]])
         watcher = watch_health(port, done, answers)
@@ -269,7 +269,7 @@ def test_sigterm_while_the_broker_is_away_exits_within_10_seconds(tmp_path):
     bootstrap = broker.up(kafka_port)
     try:
         topic = f"hostile-outage-{uuid.uuid4().hex[:8]}"
-        produce(bootstrap, topic, [b"{not json"] * 20_000)
+        produce(bootstrap, topic, [b"{not json"] * 5_000)
         port = free_port()
         config = write_config(tmp_path / "driftline.toml", bootstrap, topic, port,
                               extra=ONE_MODEL)

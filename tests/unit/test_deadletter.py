@@ -231,3 +231,20 @@ def test_a_minimal_dead_letter_the_broker_refuses_too_is_reported_again():
             assert "minimal dead letter" in info.value.reason
         dead.clear_failures()
     assert dead.minimal_sent == 0
+
+
+def test_a_flush_gives_up_when_cancelled_and_the_dead_letter_counts_as_lost():
+    """SIGTERM while the broker is away: the wait ends once `cancel()` says so, not when the
+    producer's delivery timeout (120 s) expires."""
+    import time
+
+    dead = DeadLetters(FutureSink(hang={3}), "t.dlq")
+    dead.send(Record("events", 0, 3, b"x"), Rejection("not_json", "x"))
+    asked = []
+    started = time.monotonic()
+    with pytest.raises(DeadLettersLost) as info:
+        dead.flush(cancel=lambda: asked.append(1) or len(asked) >= 3)
+    assert time.monotonic() - started < 5 and len(asked) == 3
+    assert "in time" in info.value.reason
+    dead.clear_failures()
+    dead.flush()  # nothing sent since: returns at once, whatever the sink still holds
