@@ -96,8 +96,12 @@ class LearningSettings:
 
     rolling_window: int = 1000  # events in the rolling scores
     reset_after_failures: int = 10  # consecutive failures before a member is replaced
-    max_classes: int = 1000  # distinct labels the state may hold
-    max_feature_names: int = 10_000  # distinct feature names the state may hold
+    # Bounds on what one producer can make the state hold. One-vs-rest members cost a model per
+    # class and trees an observer per leaf, feature and class: past about a hundred classes or
+    # a thousand feature names, every later event costs many times more (measured with
+    # benchmarks/hostile.py). Raise them for a stream that needs more.
+    max_classes: int = 100  # distinct labels the state may hold
+    max_feature_names: int = 1000  # distinct feature names the state may hold
     # Members far behind the leader sleep (no cost) until a drift wakes them: how far (a
     # share of accuracy; 0 turns sleeping off), for how many labelled events in a row, and a
     # wake-up of every sleeping member each `wake_every` labelled events.
