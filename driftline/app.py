@@ -18,7 +18,14 @@ from pathlib import Path
 
 from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
-from consumers.kafka_io import KafkaSink, KafkaSource, create_topic, topic_partitions
+from consumers.kafka_io import (
+    KafkaSink,
+    KafkaSource,
+    PartitionReader,
+    TransactionalSink,
+    create_topic,
+    topic_partitions,
+)
 from driftline.backoff import Backoff
 from driftline.checkpoint import Binding, CheckpointStore, load_key
 from driftline.checkpointing import Checkpointer
@@ -26,7 +33,10 @@ from driftline.config import Settings
 from driftline.http import StatusServer
 from driftline.learning import build_learner
 from driftline.metrics import Metrics
+from driftline.predictions import Predictions
+from driftline.scope import GLOBAL, PARTITION, Partitioned
 from driftline.service import Service
+from driftline.state_store import STATE_TOPIC_CONFIGS, KafkaStateStore
 
 log = logging.getLogger("driftline.app")
 
@@ -91,6 +101,9 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
                 on_assign=service.on_assign,
                 on_revoke=service.on_revoke,
                 on_lost=service.on_lost,
+                read_committed=settings.checkpoint.store == "kafka",
+                one_owner=settings.checkpoint.scope == GLOBAL
+                and settings.checkpoint.store == "kafka",
             )
         except StreamError as exc:
             delay = backoff.next()
@@ -99,29 +112,82 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
     return None
 
 
+class Outputs:
+    """What a checkpoint must not run ahead of: the dead letters, then the predictions."""
+
+    def __init__(self, dead_letters: DeadLetters, predictions: Predictions | None) -> None:
+        self.dead_letters = dead_letters
+        self.predictions = predictions
+
+    def flush(self) -> None:
+        self.dead_letters.flush()
+        if self.predictions is not None:
+            self.predictions.flush()
+
+
+def _transaction_timeout_ms(settings: Settings) -> int:
+    # A transaction spans one checkpoint interval and the batch in hand. Short enough that a
+    # dead instance's open transaction stops holding readers back soon; the broker's maximum is
+    # 15 minutes by default.
+    return min(900_000, max(30_000, int(settings.checkpoint.interval_seconds * 6000)))
+
+
+def _start_kafka_store(settings: Settings, checkpointer: Checkpointer,
+                       dead_letters: DeadLetters, predictions: Predictions | None,
+                       key: bytes) -> TransactionalSink:
+    """The state topic, the instance's transactional producer and the store over both."""
+    k = settings.kafka
+    topic = settings.state_topic
+    partitions = max(1, len(topic_partitions(k.bootstrap_servers, k.topic)))
+    if create_topic(k.bootstrap_servers, topic, partitions, STATE_TOPIC_CONFIGS):
+        log.info("created the state topic %s (%d partitions, compacted)", topic, partitions)
+    # Stable across restarts of this instance: a restart aborts what the last one left open.
+    transactions = TransactionalSink(
+        k.bootstrap_servers, f"{k.group_id}.{_instance_id(settings)}",
+        transaction_timeout_ms=_transaction_timeout_ms(settings),
+    )
+    checkpointer.transactions = transactions
+    checkpointer.restore_timeout = _transaction_timeout_ms(settings) / 1000 + 30
+    checkpointer.state_store = KafkaStateStore(
+        transactions, PartitionReader(k.bootstrap_servers, topic), topic, key,
+        Binding(k.topic, k.group_id),
+    )
+    dead_letters.sink = transactions
+    if predictions is not None:
+        predictions.sink = transactions
+    return transactions
+
+
 def serve(settings: Settings) -> int:
     """Run the service until SIGTERM or Ctrl-C; the exit status."""
-    pipeline = build_learner(settings)  # validates presets, factories, detectors
+    learner = build_learner(settings)  # validates presets, factories, detectors
+    pipeline = (Partitioned(learner.member_names)
+                if settings.checkpoint.scope == PARTITION else learner)
     directory = Path(settings.checkpoint.dir)
+    key = load_key(directory, settings.checkpoint.key_file)
     store = CheckpointStore(
         directory,
-        load_key(directory, settings.checkpoint.key_file),
+        key,
         settings.checkpoint.keep,
         binding=Binding(settings.kafka.topic, settings.kafka.group_id),
-    )
+    ) if settings.checkpoint.store == "files" else None
     metrics = Metrics()
     # The checkpoint is read before anything else starts: a key that verifies none of the
     # checkpoints, or checkpoints of another topic or group, stop the service at once (exit 2).
     dead_letters = DeadLetters(NotConnected(),
                                settings.dead_letter_topic, settings.validation.max_message_bytes)
+    predictions = (Predictions(NotConnected(), settings.predictions_topic)
+                   if settings.predictions_topic else None)
     checkpointer = Checkpointer(
-        store, dead_letters,
+        store, Outputs(dead_letters, predictions),
         interval_seconds=settings.checkpoint.interval_seconds,
         offset_reset=settings.kafka.auto_offset_reset,
         observe=metrics.checkpoint_seconds.observe,
+        scope=settings.checkpoint.scope,
     )
     service = Service(pipeline, dead_letters, metrics, settings.validation.decoder(),
-                      checkpointer=checkpointer)
+                      checkpointer=checkpointer, predictions=predictions,
+                      new_learner=lambda: build_learner(settings))
     service.restore()
     stop = threading.Event()
 
@@ -144,12 +210,26 @@ def serve(settings: Settings) -> int:
     try:
         if not _wait_for_topic(settings, stop):
             return 0
-        try:  # made up front, so the first dead letter does not wait for topic auto-creation
-            create_topic(settings.kafka.bootstrap_servers, settings.dead_letter_topic)
-        except StreamError as exc:
-            log.warning("cannot create the dead-letter topic %s: %s",
-                        settings.dead_letter_topic, exc)
-        dead_letters.sink = KafkaSink(settings.kafka.bootstrap_servers)
+        # Made up front, so the first dead letter or prediction does not wait for topic
+        # auto-creation; predictions get the input's partitions (they are keyed like events).
+        for topic, partitions in ((settings.dead_letter_topic, 1),
+                                  (settings.predictions_topic, 0)):
+            if not topic:
+                continue
+            try:
+                partitions = partitions or max(1, len(topic_partitions(
+                    settings.kafka.bootstrap_servers, settings.kafka.topic)))
+                create_topic(settings.kafka.bootstrap_servers, topic, partitions)
+            except StreamError as exc:
+                log.warning("cannot create the topic %s: %s", topic, exc)
+        sink: KafkaSink | TransactionalSink
+        if settings.checkpoint.store == "kafka":
+            sink = _start_kafka_store(settings, checkpointer, dead_letters, predictions, key)
+        else:
+            sink = KafkaSink(settings.kafka.bootstrap_servers)
+            dead_letters.sink = sink
+            if predictions is not None:
+                predictions.sink = sink
         try:
             source = _connect(settings, service, stop)
             if source is None:
@@ -162,7 +242,7 @@ def serve(settings: Settings) -> int:
             )
             service.run(source, stop)
         finally:
-            dead_letters.sink.close()
+            sink.close()
     finally:
         server.stop()
     log.info("stopped after %d events", sum(service.outcomes.values()))

@@ -71,6 +71,9 @@ class State:
     # Dead letters by reason. A plain default (not a factory) is a class attribute, so a
     # checkpoint written before this field existed still loads, with None.
     dead_letters: dict[str, int] | None = None
+    # model -> predictions checked against a label, and the right ones (None: older checkpoint)
+    predictions: dict[str, int] | None = None
+    predictions_correct: dict[str, int] | None = None
 
 
 def dumps(state: State) -> bytes:

@@ -10,7 +10,7 @@ observe one duration at a time, are ordinary prometheus_client objects.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -65,16 +65,35 @@ class SnapshotCollector(Collector):
         return list(self._families(self._latest()))
 
     def _families(self, s: Snapshot | None) -> Iterator[Metric]:
+        # In partition scope every partition has its own learner: its series carry a
+        # `partition` label, and only the partitions this instance owns have series.
+        partitioned = s is not None and s.scope == "partition"
+        labels = ["model", "partition"] if partitioned else ["model"]
+        units: list[tuple[list[str], Mapping[str, ModelStats]]] = []
+        if s is not None and partitioned:
+            units = [([str(p)], models) for p, models in sorted(s.partition_models.items())]
+        elif s is not None:
+            units = [([], s.models)]
         for name, doc, value in _MODEL_GAUGES:
-            family = GaugeMetricFamily(name, doc, labels=["model"])
-            for model, stats in (s.models.items() if s else ()):
-                v = value(stats)
-                if v is not None:
-                    family.add_metric([model], v)
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            for extra, models in units:
+                for model, stats in models.items():
+                    v = value(stats)
+                    if v is not None:
+                        family.add_metric([model, *extra], v)
             yield family
         drifts = CounterMetricFamily(
             "driftline_drift_detections", "Drifts detected in the model's error stream.",
-            labels=["model"],
+            labels=labels,
+        )
+        predictions = CounterMetricFamily(
+            "driftline_predictions",
+            "Predictions checked against the event's label (for a fleet's accuracy, with "
+            "driftline_predictions_correct_total).", labels=["model"],
+        )
+        correct = CounterMetricFamily(
+            "driftline_predictions_correct",
+            "Predictions checked against the event's label that were right.", labels=["model"],
         )
         events = CounterMetricFamily(
             "driftline_events", "Events consumed, by what became of them.", labels=["outcome"]
@@ -97,8 +116,12 @@ class SnapshotCollector(Collector):
             "Seconds since the last checkpoint was written (NaN before the first).",
         )
         if s is not None:
-            for model, stats in s.models.items():
-                drifts.add_metric([model], stats.drifts)
+            for extra, models in units:
+                for model, stats in models.items():
+                    drifts.add_metric([model, *extra], stats.drifts)
+            for model, n in s.predictions.items():
+                predictions.add_metric([model], n)
+                correct.add_metric([model], s.predictions_correct.get(model, 0))
             for outcome, n in s.outcomes.items():
                 events.add_metric([outcome], n)
             for reason, n in s.dead_letters.items():
@@ -108,7 +131,7 @@ class SnapshotCollector(Collector):
             for partition, offset in s.restored_offsets.items():
                 restored.add_metric([str(partition)], offset)
             age.add_metric([], s.checkpoint_age(self._clock()))
-        yield from (drifts, events, dead, lag, age, restored)
+        yield from (drifts, predictions, correct, events, dead, lag, age, restored)
 
 
 class Metrics:

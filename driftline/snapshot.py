@@ -38,6 +38,12 @@ class Snapshot:
     started: float | None = None  # Unix time the service started; None before it exists
     last_poll: float | None = None  # Unix time of the last successful poll
     checkpoint_time: float | None = None  # Unix time the state was last fully checkpointed
+    scope: str = "global"  # checkpoint.scope: "partition" fills `partition_models` instead
+    # partition scope: input partition -> its learner's models (owned partitions only)
+    partition_models: Mapping[int, Mapping[str, ModelStats]] = field(default_factory=dict)
+    # model -> predictions checked against a label, and how many of those were right
+    predictions: Mapping[str, int] = field(default_factory=dict)
+    predictions_correct: Mapping[str, int] = field(default_factory=dict)
 
     def checkpoint_age(self, now: float) -> float:
         """Seconds since the last checkpoint; NaN before the first."""
@@ -64,4 +70,14 @@ class Snapshot:
             "lag": {str(p): v for p, v in self.lag.items()},
             "checkpoint": {"age_seconds": None if math.isnan(age) else round(age, 3)},
             "models": {name: dataclasses.asdict(stats) for name, stats in self.models.items()},
+            "scope": self.scope,
+            "partitions": list(self.assigned),
+            "partition_models": {
+                str(p): {name: dataclasses.asdict(stats) for name, stats in models.items()}
+                for p, models in sorted(self.partition_models.items())
+            },
+            "predictions": {
+                name: {"total": n, "correct": self.predictions_correct.get(name, 0)}
+                for name, n in self.predictions.items()
+            },
         }
