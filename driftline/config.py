@@ -185,6 +185,12 @@ def _optional_topic(key: str, value: Any) -> str:
     return "" if value == "" else _topic(key, value)
 
 
+def _derived_topic(key: str, value: Any) -> str | None:
+    # None (not writable in TOML) is the default that derives the name from kafka.topic; it
+    # comes back when settings are validated again from their own fields.
+    return None if value is None else _optional_topic(key, value)
+
+
 def _bootstrap(key: str, value: Any) -> str:
     value = _string(key, value)
     for server in value.split(","):
@@ -260,7 +266,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "group_id": _string,
             "auto_offset_reset": _choice(("earliest", "latest")),
             "dead_letter_topic": _optional_topic,
-            "predictions_topic": _optional_topic,
+            "predictions_topic": _derived_topic,
             "max_poll_records": _int(1, 100_000),
             "group_instance_id": _optional_string,
             "session_timeout_ms": _int(1000, 3_600_000),

@@ -165,8 +165,9 @@ class Service:
         with self._lock:
             self._owned = set(source.assignment()) | set(partitions)
             if self.checkpointer.state_store is not None:
+                # Restored by the loop, before its next batch: this callback runs on the
+                # client's network thread, where the client's blocking calls are refused.
                 self._pending.update(partitions)
-                self._restore_units(source)
             else:
                 if self.partitioned:
                     for p in partitions:
@@ -380,7 +381,11 @@ class Service:
                 try:
                     with self._lock:
                         if self._pending:
+                            # This batch was fetched before those partitions were positioned
+                            # at their restored offsets: theirs are read again from there.
+                            restoring = set(self._pending)
                             self._restore_units(source)
+                            records = [r for r in records if r.partition not in restoring]
                         if records:
                             self._process(records)
                         self._last_poll = time.time()
