@@ -14,8 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from consumers.records import Record
 from consumers.wire import encode
 from driftline.config import load_settings
@@ -203,6 +201,78 @@ def test_a_fleet_through_joins_leaves_and_kills_predicts_each_event_exactly_once
             if name not in fleet.running:
                 fleet.start(name)
         check(kafka_bootstrap, topic, fleet.configs["a"], messages)
+    except BaseException:
+        print(fleet.output())
+        raise
+    finally:
+        fleet.stop_all()
+
+
+def learned(config: Path) -> float:
+    from driftline.config import load_settings as load
+    from tests.integration.support import scrape
+
+    port = load(config).metrics.port
+    try:
+        samples = scrape(port)
+    except OSError:
+        return -1.0
+    return sum(v for (name, labels), v in samples.items()
+               if name == "driftline_samples_learned" and ("model", "lr") in labels)
+
+
+def test_a_zombie_past_its_session_timeout_is_fenced_and_its_transaction_never_seen(
+        kafka_bootstrap: str, new_topic, tmp_path: Path) -> None:
+    topic = new_topic(partitions=PARTITIONS)
+    messages = events(4000)
+    fleet = Fleet(tmp_path, kafka_bootstrap, topic, ["a", "b"])
+    try:
+        fleet.start("a")
+        publisher = publish(kafka_bootstrap, topic, messages, seconds=30)
+        wait_for(lambda: learned(fleet.configs["a"]) > 100, 60, "a learning")
+        fleet.start("b")
+        wait_for(lambda: learned(fleet.configs["b"]) > 100, 60, "b learning")
+        zombie = fleet.running["a"].proc
+        assert zombie is not None
+        zombie.send_signal(signal.SIGSTOP)  # mid-transaction: events keep coming
+        time.sleep(15)  # past the 6 s session timeout: b takes every partition
+        zombie.send_signal(signal.SIGCONT)
+        publisher.join(60)
+        check(kafka_bootstrap, topic, fleet.configs["a"], messages)
+        log = fleet.logs["a"].read_text()
+        assert "lost (evicted from the group)" in log or "rolling back" in log
+    except BaseException:
+        print(fleet.output())
+        raise
+    finally:
+        fleet.stop_all()
+
+
+def test_global_scope_one_instance_learns_and_the_standby_takes_over_its_state(
+        kafka_bootstrap: str, new_topic, tmp_path: Path) -> None:
+    topic = new_topic(partitions=4)
+    messages = [(p % 4, k, v) for p, k, v in events(3000, bad_every=10**9)]
+    fleet = Fleet(tmp_path, kafka_bootstrap, topic, ["a", "b"], scope="global")
+    try:
+        fleet.start("a")
+        wait_for(lambda: learned(fleet.configs["a"]) >= 0, 60, "a up")
+        fleet.start("b")
+        wait_for(lambda: learned(fleet.configs["b"]) >= 0, 60, "b up")
+        publisher = publish(kafka_bootstrap, topic, messages, seconds=20)
+        wait_for(lambda: max(learned(fleet.configs[n]) for n in "ab") > 500, 60, "learning")
+        a, b = learned(fleet.configs["a"]), learned(fleet.configs["b"])
+        assert min(a, b) == 0 and max(a, b) > 0  # exactly one learns
+        owner, standby = ("a", "b") if a > b else ("b", "a")
+        fleet.kill(owner)
+        publisher.join(60)
+        wait_for(lambda: learned(fleet.configs[standby]) == len(messages), 90,
+                 f"the standby to have learned all {len(messages)} events")
+        records = read_committed(kafka_bootstrap, f"{topic}.predictions", len(messages), 60)
+        seen = Counter((json.loads(r.value)["partition"], json.loads(r.value)["offset"])
+                       for r in records)
+        assert len(records) == len(messages) and max(seen.values()) == 1
+        time.sleep(2)
+        assert learned(fleet.configs[standby]) == len(messages)  # nothing learned twice
     except BaseException:
         print(fleet.output())
         raise
