@@ -237,7 +237,8 @@ def test_kafka_store_commits_states_offsets_and_outputs_together_and_restores_th
     # A crash after learning more than was committed: that work is simply gone.
     crashed, crashed_txn = kafka_service(broker)
     source = source_for(broker, crashed, upto=90)
-    source.poll()
+    source.poll()  # assigned: restored by the loop before its next batch
+    crashed._restore_units(source)
     crashed._process(source.poll())  # learned and predicted, never committed
     assert crashed_txn.pending
     second, txn2 = kafka_service(broker)
@@ -294,3 +295,20 @@ def test_one_owner_assignor_gives_everything_to_the_current_owner():
     assert len(kept["m2"].partitions()) == 4 and not kept["m1"].partitions()
     assignor.on_assignment(kept["m2"], 1)
     assert assignor.metadata({"events"}).user_data == OWNER
+
+
+def test_the_page_status_shows_the_partitions_and_combines_their_models():
+    from driftline.snapshot import Snapshot
+    from pipeline.ensemble import ModelStats
+
+    def stats(accuracy: float, tested: int) -> ModelStats:
+        return ModelStats(accuracy=accuracy, rolling_accuracy=accuracy, tested=tested,
+                          learned=tested, drifts=1, weight=1.0, last_drift_time=None)
+
+    snapshot = Snapshot(scope="partition", assigned=(1, 4), started=0.0,
+                        partition_models={1: {"lr": stats(0.5, 10)}, 4: {"lr": stats(1.0, 30)}})
+    status = snapshot.status(1.0)
+    assert status["partitions"] == [1, 4] and status["scope"] == "partition"
+    assert status["models"]["lr"]["accuracy"] == pytest.approx(0.875)
+    assert status["models"]["lr"]["tested"] == 40 and status["models"]["lr"]["drifts"] == 2
+    assert set(status["partition_models"]) == {"1", "4"}
