@@ -102,8 +102,8 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
                 on_revoke=service.on_revoke,
                 on_lost=service.on_lost,
                 read_committed=settings.checkpoint.store == "kafka",
-                one_owner=settings.checkpoint.scope == GLOBAL
-                and settings.checkpoint.store == "kafka",
+                # One global state must see every partition: never a subset to an instance.
+                one_owner=settings.checkpoint.scope == GLOBAL,
             )
         except StreamError as exc:
             delay = backoff.next()
