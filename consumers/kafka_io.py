@@ -38,6 +38,7 @@ __all__ = [
     "TransactionalSink",
     "broker_ready",
     "create_topic",
+    "create_topics",
     "topic_partitions",
 ]
 
@@ -89,6 +90,27 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1,
             return False
         finally:
             admin.close()
+
+
+def create_topics(bootstrap: str,
+                  topics: Iterable[tuple[str, int, Mapping[str, str]]]) -> list[str]:
+    """Create each (name, partitions, configs) that does not exist yet, with one admin client
+    (each costs a connection and a metadata round trip); the names created."""
+    created = []
+    with _broker(f"create topics at {bootstrap}"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            for name, partitions, configs in topics:
+                try:
+                    admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                  replication_factor=1,
+                                                  topic_configs=dict(configs))])
+                    created.append(name)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            admin.close()
+    return created
 
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:

@@ -23,7 +23,7 @@ from consumers.kafka_io import (
     KafkaSource,
     PartitionReader,
     TransactionalSink,
-    create_topic,
+    create_topics,
     topic_partitions,
 )
 from driftline.backoff import Backoff
@@ -49,17 +49,18 @@ def _instance_id(settings: Settings) -> str:
     return f"driftline-{socket.gethostname()}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
 
-def _wait_for_topic(settings: Settings, stop: threading.Event) -> bool:
-    """Wait, with backoff while the broker cannot be reached, until the topic exists; False
-    when stopped first. Subscribing only then matters: a group join that races the topic's
-    creation can end with no partitions assigned."""
+def _wait_for_topic(settings: Settings, stop: threading.Event) -> int:
+    """Wait, with backoff while the broker cannot be reached, until the topic exists: its
+    number of partitions; 0 when stopped first. Subscribing only then matters: a group join
+    that races the topic's creation can end with no partitions assigned."""
     k = settings.kafka
     backoff = Backoff()
     announced = 0.0
     while not stop.is_set():
         try:
-            if topic_partitions(k.bootstrap_servers, k.topic):
-                return True
+            partitions = topic_partitions(k.bootstrap_servers, k.topic)
+            if partitions:
+                return len(partitions)
         except StreamError as exc:
             delay = backoff.next()
             log.warning("cannot reach Kafka at %s (%s); retrying in %.1f s",
@@ -71,7 +72,7 @@ def _wait_for_topic(settings: Settings, stop: threading.Event) -> bool:
             log.info("waiting for topic %s to exist (publish to it or create it)", k.topic)
             announced = time.monotonic()
         stop.wait(1.0)
-    return False
+    return 0
 
 
 class NotConnected:
@@ -137,10 +138,7 @@ def _start_kafka_store(settings: Settings, checkpointer: Checkpointer,
                        key: bytes) -> TransactionalSink:
     """The state topic, the instance's transactional producer and the store over both."""
     k = settings.kafka
-    topic = settings.state_topic
-    partitions = max(1, len(topic_partitions(k.bootstrap_servers, k.topic)))
-    if create_topic(k.bootstrap_servers, topic, partitions, STATE_TOPIC_CONFIGS):
-        log.info("created the state topic %s (%d partitions, compacted)", topic, partitions)
+    topic = settings.state_topic  # created with the other topics
     # Stable across restarts of this instance: a restart aborts what the last one left open.
     transactions = TransactionalSink(
         k.bootstrap_servers, f"{k.group_id}.{_instance_id(settings)}",
@@ -208,20 +206,22 @@ def serve(settings: Settings) -> int:
     server.start()
     log.info("metrics and dashboard on http://%s:%d/", settings.metrics.host, server.port)
     try:
-        if not _wait_for_topic(settings, stop):
+        partitions = _wait_for_topic(settings, stop)
+        if not partitions:
             return 0
-        # Made up front, so the first dead letter or prediction does not wait for topic
-        # auto-creation; predictions get the input's partitions (they are keyed like events).
-        for topic, partitions in ((settings.dead_letter_topic, 1),
-                                  (settings.predictions_topic, 0)):
-            if not topic:
-                continue
-            try:
-                partitions = partitions or max(1, len(topic_partitions(
-                    settings.kafka.bootstrap_servers, settings.kafka.topic)))
-                create_topic(settings.kafka.bootstrap_servers, topic, partitions)
-            except StreamError as exc:
-                log.warning("cannot create the topic %s: %s", topic, exc)
+        # Made up front, in one request, so the first dead letter or prediction does not wait
+        # for topic auto-creation. Predictions and states get the input's partitions
+        # (predictions are keyed like events; a state per input partition).
+        topics: list[tuple[str, int, dict[str, str]]] = [(settings.dead_letter_topic, 1, {})]
+        if settings.predictions_topic:
+            topics.append((settings.predictions_topic, partitions, {}))
+        if settings.checkpoint.store == "kafka":
+            topics.append((settings.state_topic, partitions, STATE_TOPIC_CONFIGS))
+        try:
+            for topic in create_topics(settings.kafka.bootstrap_servers, topics):
+                log.info("created topic %s", topic)
+        except StreamError as exc:
+            log.warning("cannot create the topics %s: %s", [t for t, _, _ in topics], exc)
         sink: KafkaSink | TransactionalSink
         if settings.checkpoint.store == "kafka":
             sink = _start_kafka_store(settings, checkpointer, dead_letters, predictions, key)
