@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from kafka import (
@@ -39,8 +39,11 @@ log = logging.getLogger(__name__)
 __all__ = [
     "KafkaSink",
     "KafkaSource",
+    "PartitionReader",
+    "TransactionalSink",
     "broker_ready",
     "create_topic",
+    "create_topics",
     "topic_partitions",
 ]
 
@@ -78,17 +81,41 @@ def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
         admin.close()
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1) -> bool:
-    """Create `name` with `partitions` partitions; False if it existed already."""
+def create_topic(bootstrap: str, name: str, partitions: int = 1,
+                 configs: Mapping[str, str] | None = None) -> bool:
+    """Create `name` with `partitions` partitions (and topic `configs`, e.g. cleanup.policy);
+    False if it existed already."""
     with _broker(f"create topic {name} at {bootstrap}"):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
-            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                          topic_configs=dict(configs or {}))])
             return True
         except TopicAlreadyExistsError:
             return False
         finally:
             admin.close()
+
+
+def create_topics(bootstrap: str,
+                  topics: Iterable[tuple[str, int, Mapping[str, str]]]) -> list[str]:
+    """Create each (name, partitions, configs) that does not exist yet, with one admin client
+    (each costs a connection and a metadata round trip); the names created."""
+    created = []
+    with _broker(f"create topics at {bootstrap}"):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            for name, partitions, configs in topics:
+                try:
+                    admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                  replication_factor=1,
+                                                  topic_configs=dict(configs))])
+                    created.append(name)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            admin.close()
+    return created
 
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:
@@ -129,11 +156,19 @@ class KafkaSource:
         on_assign: OnPartitions | None = None,
         on_revoke: OnPartitions | None = None,
         on_lost: OnPartitions | None = None,
+        read_committed: bool = False,
+        one_owner: bool = False,
     ) -> None:
         self.topic = topic
         options: dict[str, Any] = {}
         if group_instance_id:
             options["group_instance_id"] = group_instance_id
+        if read_committed:  # only what committed transactions wrote (and their offsets, stable)
+            options["isolation_level"] = "read_committed"
+        if one_owner:  # global scope: every partition to one member, the others stand by
+            from consumers.assignor import OneOwnerAssignor
+
+            options["partition_assignment_strategy"] = [OneOwnerAssignor()]
         with _broker(f"consume {topic} from {bootstrap}"):
             self._consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
@@ -225,6 +260,20 @@ class KafkaSource:
                 self._consumer.commit(offsets, timeout_ms=5000)
             else:
                 self._consumer.commit_async(offsets)
+
+    def committed(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        """The group's committed next offset of each partition (None: none committed)."""
+        out: dict[int, int | None] = {}
+        for partition in partitions:
+            with _broker(f"read the committed offset of {self.topic}[{partition}]"):
+                out[partition] = self._consumer.committed(
+                    TopicPartition(self.topic, partition), timeout_ms=30_000)
+        return out
+
+    def group_metadata(self) -> Any:
+        """This member's group metadata (generation, member id), for a transaction's offsets:
+        the broker refuses them from a member that is no longer in that generation."""
+        return self._consumer.group_metadata()
 
     def lag(self) -> dict[int, int]:
         """Per assigned partition: the high-water mark minus our position, where known."""
@@ -321,3 +370,152 @@ class KafkaSink:
                 self._producer.close(timeout=0)
         except KafkaError as exc:
             raise BrokerUnavailable(f"close the producer: {type(exc).__name__}: {exc}") from exc
+
+
+class TransactionalSink:
+    """A transactional producer (KIP-98/447): what it sends between two commits becomes visible
+    to read_committed consumers together with the consumed offsets, or not at all.
+
+    A transaction begins with the first send after a commit or an abort. `commit` adds the
+    consumer group's offsets (fenced by its group metadata: a member evicted from the group
+    cannot commit) and commits. `transactional_id` must be stable across restarts of the same
+    instance: a restart then aborts what its predecessor left open.
+    """
+
+    def __init__(self, bootstrap: str, transactional_id: str, *,
+                 transaction_timeout_ms: int = 60_000, **options: Any) -> None:
+        from consumers.deadletter import PRODUCER_MAX_REQUEST_SIZE
+
+        options.setdefault("linger_ms", 5)
+        options.setdefault("max_request_size", PRODUCER_MAX_REQUEST_SIZE)
+        self._options = dict(options, bootstrap_servers=bootstrap,
+                             transactional_id=transactional_id,
+                             transaction_timeout_ms=transaction_timeout_ms)
+        self.transactional_id = transactional_id
+        self.in_transaction = False
+        self._producer = self._start()
+
+    def _start(self) -> Any:
+        with _broker(f"start the transactional producer {self.transactional_id}"):
+            producer = KafkaProducer(**self._options)
+            try:
+                producer.init_transactions()
+            except BaseException:
+                producer.close(timeout=1)
+                raise
+        return producer
+
+    def _begin(self) -> None:
+        if not self.in_transaction:
+            with _broker(f"begin a transaction of {self.transactional_id}"):
+                self._producer.begin_transaction()
+            self.in_transaction = True
+
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> Any:
+        self._begin()
+        try:
+            return self._producer.send(topic, value=value, key=key,
+                                       headers=list(headers or []), partition=partition)
+        except MessageSizeTooLargeError as exc:
+            return Future().failure(exc)
+        except KafkaError as exc:
+            raise DeliveryFailed(f"send to {topic} in a transaction of {self.transactional_id}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    def flush(self, timeout: float | None = None) -> None:
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise DeliveryFailed(f"flush: {type(exc).__name__}: {exc}") from exc
+
+    def commit(self, topic: str, next_offsets: Mapping[int, int], group_metadata: Any) -> None:
+        """Add the group's offsets of `topic` to the transaction, then commit it."""
+        if not self.in_transaction and not next_offsets:
+            return
+        self._begin()
+        offsets = {TopicPartition(topic, p): _offset_and_metadata(o)
+                   for p, o in next_offsets.items()}
+        what = f"commit the transaction of {self.transactional_id} with {topic} offsets"
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(offsets, group_metadata)
+            self._producer.commit_transaction()
+        except KafkaError as exc:  # fenced, timed out...: the caller aborts and rolls back
+            raise DeliveryFailed(f"{what} {dict(next_offsets)}: {type(exc).__name__}: {exc}") \
+                from exc
+        self.in_transaction = False
+
+    def abort(self) -> None:
+        """Abort the open transaction; a producer that cannot abort (fenced, in a fatal state)
+        is replaced by a new one with the same id, which aborts it."""
+        if not self.in_transaction:
+            return
+        self.in_transaction = False
+        try:
+            self._producer.abort_transaction()
+            return
+        except KafkaError as exc:
+            log.warning("aborting the transaction of %s: %s: %s; starting a new producer",
+                        self.transactional_id, type(exc).__name__, exc)
+        with suppress(KafkaError):
+            self._producer.close(timeout=1)
+        self._producer = self._start()
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        with _broker(f"close the transactional producer {self.transactional_id}"):
+            if self.in_transaction:
+                self.abort()
+            self._producer.close(timeout=timeout if timeout is not None else 5)
+
+
+class PartitionReader:
+    """Reads one partition of a topic from its start to its end, read_committed: the records
+    of aborted or still open transactions are never seen."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        with _broker(f"read {topic} from {bootstrap}"):
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                isolation_level="read_committed", auto_offset_reset="earliest",
+            )
+
+    def partitions(self) -> list[int]:
+        with _broker(f"describe {self.topic}"):
+            found = self._consumer.partitions_for_topic(self.topic)
+        return sorted(found or [])
+
+    def read(self, partition: int, timeout: float = 60.0) -> list[tuple[bytes | None, bytes,
+                                                                        dict[str, bytes], int]]:
+        """(key, value, headers, offset) of every committed record, in order."""
+        import time
+
+        tp = TopicPartition(self.topic, partition)
+        out: list[tuple[bytes | None, bytes, dict[str, bytes], int]] = []
+        where = f"{self.topic}[{partition}]"
+        with _broker(f"read {where}"):
+            self._consumer.assign([tp])
+            self._consumer.seek_to_beginning(tp)
+            end = self._consumer.end_offsets([tp])[tp]  # the last stable offset: read_committed
+            deadline = time.monotonic() + timeout
+            while self._consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable(
+                        f"read {where}: at offset {self._consumer.position(tp)} of {end} "
+                        f"after {timeout:.0f} s")
+                for record in self._consumer.poll(timeout_ms=500).get(tp, []):
+                    if record.offset < end:
+                        out.append((record.key, record.value or b"",
+                                    dict(record.headers or []), record.offset))
+        return out
+
+    def close(self) -> None:
+        with _broker(f"close the reader of {self.topic}"):
+            self._consumer.close()

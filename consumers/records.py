@@ -17,6 +17,7 @@ class Record(NamedTuple):
     offset: int
     value: bytes | None
     timestamp: int = -1
+    key: bytes | None = None  # the message key (outputs about this event are keyed alike)
 
 
 def where(record: Record) -> str:

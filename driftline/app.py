@@ -18,7 +18,14 @@ from pathlib import Path
 
 from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
-from consumers.kafka_io import KafkaSink, KafkaSource, create_topic, topic_partitions
+from consumers.kafka_io import (
+    KafkaSink,
+    KafkaSource,
+    PartitionReader,
+    TransactionalSink,
+    create_topics,
+    topic_partitions,
+)
 from driftline.backoff import Backoff
 from driftline.checkpoint import Binding, CheckpointStore, load_key
 from driftline.checkpointing import Checkpointer
@@ -26,7 +33,10 @@ from driftline.config import Settings
 from driftline.http import StatusServer
 from driftline.learning import build_learner
 from driftline.metrics import Metrics
+from driftline.predictions import Predictions
+from driftline.scope import GLOBAL, PARTITION, Partitioned
 from driftline.service import Service
+from driftline.state_store import STATE_TOPIC_CONFIGS, KafkaStateStore
 from pipeline.pending import PendingLabels
 
 log = logging.getLogger("driftline.app")
@@ -42,17 +52,18 @@ def _instance_id(settings: Settings) -> str:
     return f"driftline-{socket.gethostname()}-{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
 
-def _wait_for_topic(settings: Settings, stop: threading.Event) -> bool:
-    """Wait, with backoff while the broker cannot be reached, until the topic exists; False
-    when stopped first. Subscribing only then matters: a group join that races the topic's
-    creation can end with no partitions assigned."""
+def _wait_for_topic(settings: Settings, stop: threading.Event) -> int:
+    """Wait, with backoff while the broker cannot be reached, until the topic exists: its
+    number of partitions; 0 when stopped first. Subscribing only then matters: a group join
+    that races the topic's creation can end with no partitions assigned."""
     k = settings.kafka
     backoff = Backoff()
     announced = 0.0
     while not stop.is_set():
         try:
-            if topic_partitions(k.bootstrap_servers, k.topic):
-                return True
+            partitions = topic_partitions(k.bootstrap_servers, k.topic)
+            if partitions:
+                return len(partitions)
         except StreamError as exc:
             delay = backoff.next()
             log.warning("cannot reach Kafka at %s (%s); retrying in %.1f s",
@@ -64,7 +75,7 @@ def _wait_for_topic(settings: Settings, stop: threading.Event) -> bool:
             log.info("waiting for topic %s to exist (publish to it or create it)", k.topic)
             announced = time.monotonic()
         stop.wait(1.0)
-    return False
+    return 0
 
 
 class NotConnected:
@@ -94,6 +105,9 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
                 on_assign=service.on_assign,
                 on_revoke=service.on_revoke,
                 on_lost=service.on_lost,
+                read_committed=settings.checkpoint.store == "kafka",
+                # One global state must see every partition: never a subset to an instance.
+                one_owner=settings.checkpoint.scope == GLOBAL,
             )
         except StreamError as exc:
             delay = backoff.next()
@@ -102,29 +116,79 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
     return None
 
 
+class Outputs:
+    """What a checkpoint must not run ahead of: the dead letters, then the predictions."""
+
+    def __init__(self, dead_letters: DeadLetters, predictions: Predictions | None) -> None:
+        self.dead_letters = dead_letters
+        self.predictions = predictions
+
+    def flush(self) -> None:
+        self.dead_letters.flush()
+        if self.predictions is not None:
+            self.predictions.flush()
+
+
+def _transaction_timeout_ms(settings: Settings) -> int:
+    # A transaction spans one checkpoint interval and the batch in hand. Short enough that a
+    # dead instance's open transaction stops holding readers back soon; the broker's maximum is
+    # 15 minutes by default.
+    return min(900_000, max(30_000, int(settings.checkpoint.interval_seconds * 6000)))
+
+
+def _start_kafka_store(settings: Settings, checkpointer: Checkpointer,
+                       dead_letters: DeadLetters, predictions: Predictions | None,
+                       key: bytes) -> TransactionalSink:
+    """The state topic, the instance's transactional producer and the store over both."""
+    k = settings.kafka
+    topic = settings.state_topic  # created with the other topics
+    # Stable across restarts of this instance: a restart aborts what the last one left open.
+    transactions = TransactionalSink(
+        k.bootstrap_servers, f"{k.group_id}.{_instance_id(settings)}",
+        transaction_timeout_ms=_transaction_timeout_ms(settings),
+    )
+    checkpointer.transactions = transactions
+    checkpointer.restore_timeout = _transaction_timeout_ms(settings) / 1000 + 30
+    checkpointer.state_store = KafkaStateStore(
+        transactions, PartitionReader(k.bootstrap_servers, topic), topic, key,
+        Binding(k.topic, k.group_id),
+    )
+    dead_letters.sink = transactions
+    if predictions is not None:
+        predictions.sink = transactions
+    return transactions
+
+
 def serve(settings: Settings) -> int:
     """Run the service until SIGTERM or Ctrl-C; the exit status."""
-    pipeline = build_learner(settings)  # validates presets, factories, detectors
+    learner = build_learner(settings)  # validates presets, factories, detectors
+    pipeline = (Partitioned(learner.member_names)
+                if settings.checkpoint.scope == PARTITION else learner)
     directory = Path(settings.checkpoint.dir)
+    key = load_key(directory, settings.checkpoint.key_file)
     store = CheckpointStore(
         directory,
-        load_key(directory, settings.checkpoint.key_file),
+        key,
         settings.checkpoint.keep,
         binding=Binding(settings.kafka.topic, settings.kafka.group_id),
-    )
+    ) if settings.checkpoint.store == "files" else None
     metrics = Metrics()
     # The checkpoint is read before anything else starts: a key that verifies none of the
     # checkpoints, or checkpoints of another topic or group, stop the service at once (exit 2).
     dead_letters = DeadLetters(NotConnected(),
                                settings.dead_letter_topic, settings.validation.max_message_bytes)
+    predictions = (Predictions(NotConnected(), settings.predictions_topic)
+                   if settings.predictions_topic else None)
     checkpointer = Checkpointer(
-        store, dead_letters,
+        store, Outputs(dead_letters, predictions),
         interval_seconds=settings.checkpoint.interval_seconds,
         offset_reset=settings.kafka.auto_offset_reset,
         observe=metrics.checkpoint_seconds.observe,
+        scope=settings.checkpoint.scope,
     )
     service = Service(pipeline, dead_letters, metrics, settings.validation.decoder(),
-                      checkpointer=checkpointer,
+                      checkpointer=checkpointer, predictions=predictions,
+                      new_learner=lambda: build_learner(settings),
                       pending=PendingLabels(settings.labels.max_pending,
                                             settings.labels.max_age_seconds))
     service.restore()
@@ -147,14 +211,30 @@ def serve(settings: Settings) -> int:
     server.start()
     log.info("metrics and dashboard on http://%s:%d/", settings.metrics.host, server.port)
     try:
-        if not _wait_for_topic(settings, stop):
+        partitions = _wait_for_topic(settings, stop)
+        if not partitions:
             return 0
-        try:  # made up front, so the first dead letter does not wait for topic auto-creation
-            create_topic(settings.kafka.bootstrap_servers, settings.dead_letter_topic)
+        # Made up front, in one request, so the first dead letter or prediction does not wait
+        # for topic auto-creation. Predictions and states get the input's partitions
+        # (predictions are keyed like events; a state per input partition).
+        topics: list[tuple[str, int, dict[str, str]]] = [(settings.dead_letter_topic, 1, {})]
+        if settings.predictions_topic:
+            topics.append((settings.predictions_topic, partitions, {}))
+        if settings.checkpoint.store == "kafka":
+            topics.append((settings.state_topic, partitions, STATE_TOPIC_CONFIGS))
+        try:
+            for topic in create_topics(settings.kafka.bootstrap_servers, topics):
+                log.info("created topic %s", topic)
         except StreamError as exc:
-            log.warning("cannot create the dead-letter topic %s: %s",
-                        settings.dead_letter_topic, exc)
-        dead_letters.sink = KafkaSink(settings.kafka.bootstrap_servers)
+            log.warning("cannot create the topics %s: %s", [t for t, _, _ in topics], exc)
+        sink: KafkaSink | TransactionalSink
+        if settings.checkpoint.store == "kafka":
+            sink = _start_kafka_store(settings, checkpointer, dead_letters, predictions, key)
+        else:
+            sink = KafkaSink(settings.kafka.bootstrap_servers)
+            dead_letters.sink = sink
+            if predictions is not None:
+                predictions.sink = sink
         try:
             source = _connect(settings, service, stop)
             if source is None:
@@ -166,8 +246,8 @@ def serve(settings: Settings) -> int:
                 settings.drift.detector, settings.drift.response,
             )
             service.run(source, stop)
-        finally:  # bounded: the broker may be away, and then unsent dead letters wait
-            dead_letters.sink.close(timeout=SINK_CLOSE_SECONDS)
+        finally:  # bounded: the broker may be away, and then unsent records wait
+            sink.close(timeout=SINK_CLOSE_SECONDS)
     finally:
         server.stop()
     log.info("stopped after %d events", sum(service.outcomes.values()))

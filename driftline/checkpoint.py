@@ -74,6 +74,9 @@ class State:
     # The events waiting for a delayed label (`pipeline.pending.PendingLabels`); None in a
     # checkpoint written before delayed labels.
     pending: Any = None
+    # model -> predictions checked against a label, and the right ones (None: older checkpoint)
+    predictions: dict[str, int] | None = None
+    predictions_correct: dict[str, int] | None = None
 
 
 def dumps(state: State) -> bytes:
@@ -128,9 +131,16 @@ def load_key(directory: Path, key_file: str = "") -> bytes:
                 f"missing; restore it (or set ${KEY_ENV} to the key they were signed with). "
                 "A new key would verify none of them, so none is made"
             )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another instance sharing the folder made it first
+            for _ in range(20):  # and may still be writing it
+                if path.stat().st_size:
+                    break
+                time.sleep(0.05)
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
     try:
         key = path.read_bytes().strip()
     except OSError as exc:

@@ -16,6 +16,12 @@ and everything that depends on them:
   letter the broker refused, say) the service rolls back to it and reads again from its offsets,
   so no event is learned twice or lost.
 
+With the Kafka store (`state_store`), a checkpoint is a transaction instead: the state of every
+scope unit that moved, the consumed offsets (fenced by the group's metadata), and the predictions
+and dead letters sent since the last one become visible together; a failure aborts it and rolls
+back to the last committed state. On assignment the units of the new partitions are restored
+from the state topic (`load_units`), unless the one in memory is already the committed one.
+
 It is not thread-safe: the service calls it from the loop and from rebalance callbacks under its
 own lock.
 """
@@ -25,13 +31,15 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from consumers.errors import StreamError
 from consumers.source import Source
 from driftline.checkpoint import CheckpointStore, State, dumps
 from driftline.errors import ConfigError
+from driftline.scope import GLOBAL, Partitioned, unit_key
+from driftline.state_store import KafkaStateStore
 from pipeline.ensemble import DriftEnsemble
 
 log = logging.getLogger("driftline.checkpointing")
@@ -41,6 +49,17 @@ COMMIT_INTERVAL = 1.0  # seconds between asynchronous group commits
 
 class Flushable(Protocol):
     def flush(self) -> None: ...
+
+
+class Transactions(Protocol):
+    in_transaction: bool
+
+    def commit(self, topic: str, next_offsets: Mapping[int, int], group_metadata: Any) -> None:
+        ...
+
+    def abort(self) -> None: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
 
 
 def model_names(pipeline: DriftEnsemble) -> list[str]:
@@ -60,8 +79,17 @@ class Checkpointer:
         offset_reset: str = "earliest",
         observe: Callable[[float], None] = lambda seconds: None,
         clock: Callable[[], float] = time.monotonic,
+        scope: str = GLOBAL,
+        state_store: KafkaStateStore | None = None,
+        transactions: Transactions | None = None,
+        restore_timeout: float = 90.0,
     ) -> None:
         self.store = store
+        self.scope = scope
+        self.state_store = state_store
+        self.transactions = transactions
+        self.restore_timeout = restore_timeout  # how long a unit's newest state may stay unread
+        self._source: Any = None  # the consumer, for its group metadata (Kafka store)
         self.dead_letters = dead_letters
         self.interval = interval_seconds
         self.offset_reset = offset_reset
@@ -84,14 +112,20 @@ class Checkpointer:
     def restore(self, configured: DriftEnsemble) -> State | None:
         """The newest valid checkpoint's state, whose offsets become ours; None when there is
         none. Raises `ConfigError` when it holds other models than the `configured` pipeline."""
-        if self.store is None:
-            return None
+        if self.store is None or self.state_store is not None:
+            return None  # the Kafka store restores on assignment, unit by unit
         loaded = self.store.load_latest()
         if loaded is None:
             log.info("no checkpoint in %s: starting from scratch", self.store.directory)
             return None
         state, path = loaded
         configured_names, saved_names = model_names(configured), model_names(state.pipeline)
+        if isinstance(configured, Partitioned) != isinstance(state.pipeline, Partitioned):
+            held = "partition states" if isinstance(state.pipeline, Partitioned) else "one state"
+            raise ConfigError(
+                f"checkpoint.scope: checkpoint {path} holds {held}, not what the configured "
+                "scope needs; restore the setting or use a new checkpoint.dir"
+            )
         if configured_names != saved_names:
             raise ConfigError(
                 f"[[models]]: the configured models {configured_names} differ from those of "
@@ -129,6 +163,8 @@ class Checkpointer:
         outcomes: Mapping[str, int],
         dead_letters: Mapping[str, int],
         pending: object = None,
+        predictions: Mapping[str, int] | None = None,
+        predictions_correct: Mapping[str, int] | None = None,
     ) -> None:
         """Flush the dead letters, then save the state with the offsets it has consumed up to."""
         self.dead_letters.flush()  # first: a checkpoint must not cover a lost dead letter
@@ -139,8 +175,18 @@ class Checkpointer:
             outcomes=dict(outcomes),
             dead_letters=dict(dead_letters),
             pending=pending,
+            predictions=dict(predictions or {}),
+            predictions_correct=dict(predictions_correct or {}),
         )
-        self._last_good = body = dumps(state)
+        body = dumps(state)
+        if self.state_store is not None:
+            self._commit_transaction(state)
+            self._last_good = body
+            self._saved_offsets = state.offsets
+            self.saved_time = state.created
+            self._observe(time.perf_counter() - start)
+            return
+        self._last_good = body
         if self.store is None:
             self._saved_offsets = state.offsets
             return
@@ -150,6 +196,63 @@ class Checkpointer:
         self._observe(time.perf_counter() - start)
         log.debug("checkpoint %s: offsets %s", path.name, state.offsets)
 
+    def _commit_transaction(self, state: State) -> None:
+        """Write the units that moved and commit them with the offsets of our partitions."""
+        assert self.state_store is not None and self.transactions is not None
+        source = self._source
+        assigned = set(source.assignment()) if source is not None else set(state.offsets)
+        offsets = {p: o for p, o in state.offsets.items() if p in assigned}
+        moved = [p for p, o in offsets.items() if self._saved_offsets.get(p) != o]
+        if not moved and not self.transactions.in_transaction:
+            return
+        if isinstance(state.pipeline, Partitioned):
+            for p in moved:
+                if p in state.pipeline:
+                    self.state_store.write(unit_key(self.scope, p), State(
+                        pipeline=state.pipeline[p], offsets={p: offsets[p]},
+                        created=state.created))
+        elif moved:
+            self.state_store.write(GLOBAL, state)
+        self.transactions.flush()
+        self.state_store.check()
+        metadata = source.group_metadata() if source is not None else None
+        self.transactions.commit(source.topic if source is not None else "", offsets, metadata)
+
+    def load_units(self, source: Source, partitions: list[int]) -> dict[str, State | None]:
+        """Kafka store: the committed state of each unit of newly assigned `partitions` (None:
+        it has none yet), left out where the one in memory is already the committed one."""
+        assert self.state_store is not None
+        self._source = source
+        committed: dict[int, int | None] = source.committed(partitions)  # type: ignore[attr-defined]
+        units: dict[str, list[int]] = {}
+        for p in partitions:
+            units.setdefault(unit_key(self.scope, p), []).append(p)
+        out: dict[str, State | None] = {}
+        for unit, parts in units.items():
+            # Ours is current when we committed it last: nobody has moved the group's offsets.
+            if all(committed[p] is not None
+                   and self._saved_offsets.get(p) == self.offsets.get(p) == committed[p]
+                   for p in parts):
+                continue
+            out[unit] = self.state_store.wait_for(
+                unit, {p: committed[p] for p in parts}, self.restore_timeout)
+        return out
+
+    def adopt(self, partition: int, offset: int | None) -> None:
+        """A restored unit's committed offset for `partition` (None: none, start afresh)."""
+        if offset is None:
+            self.forget([partition])
+        else:
+            self.offsets[partition] = self._saved_offsets[partition] = offset
+            self.restored_offsets[partition] = offset
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop what we know of partitions another instance owns now (Kafka store)."""
+        for p in partitions:
+            self.offsets.pop(p, None)
+            self._saved_offsets.pop(p, None)
+            self.first_offsets.pop(p, None)
+
     def mark_good(self, state: State) -> None:
         """Take `state` (with our offsets) as the last good one without writing a file: where a
         rollback goes back to before the first save."""
@@ -158,6 +261,10 @@ class Checkpointer:
     def roll_back(self, source: Source) -> State | None:
         """Back to the last good state: its offsets become ours and the consumer is positioned
         at them. Returns that state (a copy), or None if there is none."""
+        if self.transactions is not None:
+            self.transactions.abort()  # what it holds was never visible; it never will be
+        if self.state_store is not None:
+            self.state_store.discard()
         if self._last_good is None:
             return None
         state: State = pickle.loads(self._last_good)
@@ -179,6 +286,7 @@ class Checkpointer:
 
     def on_assign(self, source: Source, partitions: list[int]) -> None:
         """Position newly assigned partitions at our offsets, not at the group's."""
+        self._source = source
         for partition in partitions:
             offset = self.offsets.get(partition)
             if offset is None:
@@ -199,6 +307,8 @@ class Checkpointer:
     def commit(self, source: Source, *, wait: bool = False) -> None:
         """Commit our offsets to the group: at most once a `COMMIT_INTERVAL`, unless `wait`
         (then synchronously, at once)."""
+        if self.state_store is not None:
+            return  # the offsets are committed in each checkpoint's transaction
         now = self._clock()
         if not self.offsets or (not wait and now < self._commit_due):
             return

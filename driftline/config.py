@@ -38,6 +38,8 @@ class KafkaSettings:
     # of waiting for the session to time out. "" derives one from the host and state folder.
     group_instance_id: str = ""
     session_timeout_ms: int = 10_000
+    # None means "<topic>.predictions" (resolved in `Settings`); "" turns predictions off
+    predictions_topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ class CheckpointSettings:
     interval_seconds: float = 5.0
     keep: int = 3
     key_file: str = ""  # HMAC key; "" means $DRIFTLINE_CHECKPOINT_KEY or "<dir>/checkpoint.key"
+    scope: str = "global"  # or "partition": one learning state per input partition
+    store: str = "files"  # or "kafka": states in a compacted topic, written in a transaction
+    topic: str = ""  # the Kafka store's topic; "" means "<group_id>.state"
 
 
 # Chosen with benchmarks/drift.py (docs/benchmarks.md): linear models for linear and
@@ -158,6 +163,16 @@ class Settings:
     @property
     def dead_letter_topic(self) -> str:
         return self.kafka.dead_letter_topic or f"{self.kafka.topic}.dlq"
+
+    @property
+    def predictions_topic(self) -> str:
+        """Where predictions go; "" when they are turned off."""
+        topic = self.kafka.predictions_topic
+        return f"{self.kafka.topic}.predictions" if topic is None else topic
+
+    @property
+    def state_topic(self) -> str:
+        return self.checkpoint.topic or f"{self.kafka.group_id}.state"
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -192,6 +207,12 @@ def _topic(key: str, value: Any) -> str:
 
 def _optional_topic(key: str, value: Any) -> str:
     return "" if value == "" else _topic(key, value)
+
+
+def _derived_topic(key: str, value: Any) -> str | None:
+    # None (not writable in TOML) is the default that derives the name from kafka.topic; it
+    # comes back when settings are validated again from their own fields.
+    return None if value is None else _optional_topic(key, value)
 
 
 def _bootstrap(key: str, value: Any) -> str:
@@ -269,6 +290,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "group_id": _string,
             "auto_offset_reset": _choice(("earliest", "latest")),
             "dead_letter_topic": _optional_topic,
+            "predictions_topic": _derived_topic,
             "max_poll_records": _int(1, 100_000),
             "group_instance_id": _optional_string,
             "session_timeout_ms": _int(1000, 3_600_000),
@@ -324,6 +346,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "interval_seconds": _float(0.0, open_low=True),
             "keep": _int(1, 1000),
             "key_file": _optional_string,
+            "scope": _choice(("global", "partition")),
+            "store": _choice(("files", "kafka")),
+            "topic": _optional_topic,
         },
     ),
 }
@@ -391,6 +416,12 @@ def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
     settings = Settings(**values)
     if settings.dead_letter_topic == settings.kafka.topic:
         raise ConfigError("kafka.dead_letter_topic: must differ from kafka.topic")
+    if settings.predictions_topic in (settings.kafka.topic, settings.dead_letter_topic):
+        raise ConfigError("kafka.predictions_topic: must differ from kafka.topic and "
+                          "kafka.dead_letter_topic")
+    if settings.checkpoint.store == "kafka" and settings.state_topic in (
+            settings.kafka.topic, settings.dead_letter_topic, settings.predictions_topic):
+        raise ConfigError("checkpoint.topic: the state topic must be a topic of its own")
     return settings
 
 

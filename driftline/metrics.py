@@ -10,7 +10,7 @@ observe one duration at a time, are ordinary prometheus_client objects.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -75,12 +75,22 @@ class SnapshotCollector(Collector):
         return list(self._families(self._latest()))
 
     def _families(self, s: Snapshot | None) -> Iterator[Metric]:
+        # In partition scope every partition has its own learner: its series carry a
+        # `partition` label, and only the partitions this instance owns have series.
+        partitioned = s is not None and s.scope == "partition"
+        labels = ["model", "partition"] if partitioned else ["model"]
+        units: list[tuple[list[str], Mapping[str, ModelStats]]] = []
+        if s is not None and partitioned:
+            units = [([str(p)], models) for p, models in sorted(s.partition_models.items())]
+        elif s is not None:
+            units = [([], s.models)]
         for name, doc, value in _MODEL_GAUGES:
-            family = GaugeMetricFamily(name, doc, labels=["model"])
-            for model, stats in (s.models.items() if s else ()):
-                v = value(stats)
-                if v is not None:
-                    family.add_metric([model], v)
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            for extra, models in units:
+                for model, stats in models.items():
+                    v = value(stats)
+                    if v is not None:
+                        family.add_metric([model, *extra], v)
             yield family
         for name, doc, per_class in (
             ("driftline_prequential_recall",
@@ -92,25 +102,35 @@ class SnapshotCollector(Collector):
              f"the model has seen at most {MAX_CLASS_SERIES} classes).",
              lambda stats: stats.rolling_recall),
         ):
-            family = GaugeMetricFamily(name, doc, labels=["model", "class"])
-            for model, stats in (s.models.items() if s else ()):
-                recalls = per_class(stats)
-                if len(stats.recall) <= MAX_CLASS_SERIES:
-                    for label, value in recalls.items():
-                        family.add_metric([model, str(label)], value)
+            family = GaugeMetricFamily(name, doc, labels=["model", "class", *labels[1:]])
+            for extra, models in units:
+                for model, stats in models.items():
+                    recalls = per_class(stats)
+                    if len(stats.recall) <= MAX_CLASS_SERIES:
+                        for label, value in recalls.items():
+                            family.add_metric([model, str(label), *extra], value)
             yield family
         resets = CounterMetricFamily(
             "driftline_model_resets",
             "Times the model was replaced by a fresh copy, by reason: drift (response reset), "
             "failures (a run of events it raised on), non_finite (its state was poisoned).",
-            labels=["model", "reason"],
+            labels=["model", "reason", *labels[1:]],
         )
         failures = CounterMetricFamily(
-            "driftline_model_failures", "Events the model raised on.", labels=["model"]
+            "driftline_model_failures", "Events the model raised on.", labels=labels
         )
         drifts = CounterMetricFamily(
             "driftline_drift_detections", "Drifts detected in the model's error stream.",
-            labels=["model"],
+            labels=labels,
+        )
+        predictions = CounterMetricFamily(
+            "driftline_predictions",
+            "Predictions checked against the event's label (for a fleet's accuracy, with "
+            "driftline_predictions_correct_total).", labels=["model"],
+        )
+        correct = CounterMetricFamily(
+            "driftline_predictions_correct",
+            "Predictions checked against the event's label that were right.", labels=["model"],
         )
         events = CounterMetricFamily(
             "driftline_events", "Events consumed, by what became of them.", labels=["outcome"]
@@ -133,11 +153,15 @@ class SnapshotCollector(Collector):
             "Seconds since the last checkpoint was written (NaN before the first).",
         )
         if s is not None:
-            for model, stats in s.models.items():
-                drifts.add_metric([model], stats.drifts)
-                failures.add_metric([model], stats.failures)
-                for reason in RESET_REASONS:
-                    resets.add_metric([model, reason], stats.resets.get(reason, 0))
+            for extra, models in units:
+                for model, stats in models.items():
+                    drifts.add_metric([model, *extra], stats.drifts)
+                    failures.add_metric([model, *extra], stats.failures)
+                    for reason in RESET_REASONS:
+                        resets.add_metric([model, reason, *extra], stats.resets.get(reason, 0))
+            for model, n in s.predictions.items():
+                predictions.add_metric([model], n)
+                correct.add_metric([model], s.predictions_correct.get(model, 0))
             for outcome, n in s.outcomes.items():
                 events.add_metric([outcome], n)
             for reason, n in s.dead_letters.items():
@@ -156,7 +180,8 @@ class SnapshotCollector(Collector):
         )
         pending.add_metric([], s.pending_labels if s else 0)
         expired.add_metric([], s.labels_expired if s else 0)
-        yield from (drifts, resets, failures, events, dead, lag, age, restored, pending, expired)
+        yield from (drifts, resets, failures, predictions, correct, events, dead, lag, age,
+                    restored, pending, expired)
 
 
 class Metrics:

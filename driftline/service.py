@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
@@ -21,9 +22,13 @@ from consumers.wire import MODEL_ERROR, REASONS, Decoder, Event, Rejection
 from driftline.backoff import Backoff
 from driftline.checkpoint import State
 from driftline.checkpointing import Checkpointer
+from driftline.errors import DriftlineError
 from driftline.metrics import Metrics
+from driftline.predictions import Predictions
+from driftline.scope import GLOBAL, PARTITION, Partitioned
 from driftline.snapshot import DEAD_LETTERED, LEARNED, OUTCOMES, UNLABELLED, Snapshot
-from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats
+from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats, Prediction
+from pipeline.names import ENSEMBLE
 from pipeline.pending import DUPLICATE_ID, UNKNOWN_ID, PendingLabels
 
 log = logging.getLogger("driftline.service")
@@ -43,15 +48,31 @@ class Service:
 
     def __init__(
         self,
-        pipeline: DriftEnsemble,
+        pipeline: DriftEnsemble | Partitioned,
         dead_letters: DeadLetters,
         metrics: Metrics,
         decoder: Decoder | None = None,
         *,
         checkpointer: Checkpointer | None = None,
+        predictions: Predictions | None = None,
+        new_learner: Callable[[], DriftEnsemble] | None = None,
         pending: PendingLabels | None = None,
     ) -> None:
-        self.pipeline = pipeline
+        # A `Partitioned` pipeline is partition scope: a learner per input partition, each made
+        # by `new_learner` at the partition's first assignment.
+        self.pipeline: Any = pipeline  # a DriftEnsemble, or a Partitioned of them
+        self.partitioned = isinstance(pipeline, Partitioned)
+        if self.partitioned and new_learner is None:
+            raise ValueError("partition scope needs new_learner")
+        self.new_learner = new_learner
+        self.predictions = predictions
+        self._names = list(pipeline.member_names)
+        self.predicted = dict.fromkeys([*self._names, ENSEMBLE], 0)
+        self.correct = dict.fromkeys([*self._names, ENSEMBLE], 0)
+        self._partition_models: dict[int, Mapping[str, ModelStats]] = {}
+        self._owned: set[int] = set()
+        self._pending: set[int] = set()  # assigned partitions whose state is not restored yet
+        self.fatal: DriftlineError | None = None  # raised by the loop (from a callback)
         self.pending = pending if pending is not None else PendingLabels()
         self.dead_letters = dead_letters
         self.metrics = metrics
@@ -60,7 +81,8 @@ class Service:
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.dead_letter_reasons = dict.fromkeys(REASONS, 0)
         self.started = time.time()
-        self._models: Mapping[str, ModelStats] = pipeline.stats()
+        self._models: Mapping[str, ModelStats] = (
+            pipeline.stats() if isinstance(pipeline, DriftEnsemble) else {})
         self._lag: dict[int, int] = {}
         self._assigned: tuple[int, ...] = ()
         self._last_poll: float | None = None
@@ -91,8 +113,29 @@ class Service:
         # Counters carry on across restarts.
         self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
         self.dead_letter_reasons = {**dict.fromkeys(REASONS, 0), **(state.dead_letters or {})}
-        self._models = self.pipeline.stats()
+        self.predicted.update(state.predictions or {})
+        self.correct.update(state.predictions_correct or {})
+        self._refresh_stats()
         self._publish()
+
+    def _refresh_stats(self, partitions: set[int] | None = None) -> None:
+        """The figures of the global learner, or of the partitions' (`None`: every owned one)."""
+        if not self.partitioned:
+            self._models = self.pipeline.stats()
+            return
+        units = self.pipeline
+        for p in self._owned if partitions is None else partitions:
+            if p in units:
+                self._partition_models[p] = units[p].stats()
+
+    def _learner(self, partition: int) -> DriftEnsemble:
+        """Partition scope: the partition's learner, made at its first assignment."""
+        units = self.pipeline
+        learner = units.get(partition)
+        if learner is None:
+            assert self.new_learner is not None
+            learner = units[partition] = self.new_learner()
+        return learner
 
     def _state(self) -> State:
         return State(
@@ -101,6 +144,8 @@ class Service:
             outcomes=dict(self.outcomes),
             dead_letters=dict(self.dead_letter_reasons),
             pending=self.pending,
+            predictions=dict(self.predicted),
+            predictions_correct=dict(self.correct),
         )
 
     def checkpoint(self) -> None:
@@ -111,6 +156,8 @@ class Service:
                 outcomes=self.outcomes,
                 dead_letters=self.dead_letter_reasons,
                 pending=self.pending,
+                predictions=self.predicted,
+                predictions_correct=self.correct,
             )
 
     def roll_back(self, source: Source) -> None:
@@ -118,6 +165,8 @@ class Service:
         letter may be lost): back to the last good state and its offsets, to read them again."""
         with self._lock:
             self.dead_letters.clear_failures()
+            if self.predictions is not None:
+                self.predictions.discard()
             state = self.checkpointer.roll_back(source)
             if state is not None:
                 self._carry_on_from(state)
@@ -125,18 +174,100 @@ class Service:
     def on_assign(self, source: Source, partitions: list[int]) -> None:
         self._ever_assigned = True
         with self._lock:
-            self.checkpointer.on_assign(source, partitions)
+            self._owned = set(source.assignment()) | set(partitions)
+            if self.checkpointer.state_store is not None:
+                # Restored by the loop, before its next batch: this callback runs on the
+                # client's network thread, where the client's blocking calls are refused.
+                self._pending.update(partitions)
+            else:
+                if self.partitioned:
+                    for p in partitions:
+                        self._learner(p)
+                self.checkpointer.on_assign(source, partitions)
+            self._refresh_stats()
+
+    def _restore_units(self, source: Source) -> None:
+        """Kafka store: restore the committed state of the pending partitions' units, then
+        position them. A failure leaves them pending (their records are not processed) and the
+        loop tries again; a refusal (a key that verifies nothing) stops the service."""
+        partitions = sorted(self._pending & set(source.assignment()))
+        self._pending = set(partitions)
+        if not partitions:
+            return
+        try:
+            states = self.checkpointer.load_units(source, partitions)
+        except DriftlineError as exc:
+            self.fatal = exc
+            return
+        except StreamError as exc:
+            log.error("%s partitions %s: cannot restore their state (%s); trying again",
+                      source.topic, partitions, exc)
+            return
+        for unit, state in states.items():
+            if not self.partitioned:
+                if state is not None:
+                    self._carry_on_from(state)
+                    for p, offset in state.offsets.items():
+                        self.checkpointer.adopt(p, offset)
+                else:
+                    self.pipeline = self.new_learner() if self.new_learner else self.pipeline
+                    self.checkpointer.forget(partitions)
+                continue
+            p = int(unit.rsplit("-", 1)[1])
+            if state is None:
+                self.pipeline[p] = self._fresh()
+                self.checkpointer.adopt(p, None)
+            else:
+                self.pipeline[p] = state.pipeline
+                self.checkpointer.adopt(p, state.offsets.get(p))
+        if self.partitioned:
+            for p in partitions:
+                self._learner(p)
+        self.checkpointer.on_assign(source, partitions)
+        self.checkpointer.mark_good(self._state())  # nothing uncommitted is in memory now
+        self._pending = set()
+        log.info("%s partitions %s: restored %s from %s", source.topic, partitions,
+                 sorted(states) or "nothing (the state in memory is the committed one)",
+                 self.checkpointer.state_store.topic if self.checkpointer.state_store else "")
+
+    def _fresh(self) -> DriftEnsemble:
+        assert self.new_learner is not None
+        return self.new_learner()
 
     def on_revoke(self, source: Source, partitions: list[int]) -> None:
         log.info("%s partitions %s revoked: checkpointing first", source.topic, partitions)
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except (StreamError, OSError) as exc:
+            if self.checkpointer.state_store is None:
+                raise
+            # Not committed: back to the last committed state, which the new owner restores.
+            log.error("%s: checkpoint before the revocation failed (%s): rolling back",
+                      source.topic, exc)
+            self.roll_back(source)
+        self._let_go(partitions)
 
     def on_lost(self, source: Source, partitions: list[int]) -> None:
+        if self.checkpointer.state_store is not None:
+            # Evicted: our transaction can no longer commit (the group fences it); its work is
+            # thrown away and the new owner restores the last committed state.
+            log.warning("%s partitions %s lost (evicted from the group): aborting the open "
+                        "transaction", source.topic, partitions)
+            self.roll_back(source)
+            self._let_go(partitions)
+            return
         # Evicted from the group: the partitions have a new owner already. The local state is
         # still ours and consistent with our offsets, so it is saved all the same.
         log.warning("%s partitions %s lost (evicted from the group): checkpointing",
                     source.topic, partitions)
         self.checkpoint()
+
+    def _let_go(self, partitions: list[int]) -> None:
+        with self._lock:
+            self._owned -= set(partitions)
+            self._pending -= set(partitions)
+            for p in partitions:
+                self._partition_models.pop(p, None)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -150,30 +281,47 @@ class Service:
         start = time.perf_counter()
         decode = self.decoder.decode
         pipeline = self.pipeline
-        step = pipeline.step
+        partitioned = self.partitioned
+        step = None if partitioned else pipeline.step
+        current = -1  # partition scope: the partition whose learner `step` is
+        touched: set[int] = set()
+        pending = self._pending
+        send_prediction = self.predictions.send if self.predictions is not None else None
+        names = self._names
+        predicted, correct = self.predicted, self.correct
         offsets = self.checkpointer.offsets
         first_offsets = self.checkpointer.first_offsets
         reasons = self.dead_letter_reasons
         learned = unlabelled = dead = sent = 0
         for record in records:
+            partition = record.partition
+            if pending and partition in pending:
+                continue  # its state is not restored yet: read again once it is
+            if partitioned and partition != current:
+                current = partition
+                step = self._learner(partition).step
+                touched.add(partition)
             event = decode(record.value)
             if not isinstance(event, Rejection):
                 x = event.x
                 if x is None or (event.y is None and event.id is not None):
                     # A delayed label, or an event that waits for one: joined by id.
-                    joined = self._delayed(record, event)
+                    learner = self._learner(partition) if partitioned else pipeline
+                    joined = self._delayed(record, event, learner)
                     if isinstance(joined, Rejection):
                         event = joined
-                    elif joined:
+                    elif joined is None:  # a label: its event scored and learned
                         learned += 1
-                    else:
+                    else:  # an event now waiting for its label, with its prediction
                         unlabelled += 1
+                        if send_prediction is not None:
+                            send_prediction(record, event.id, joined)
                 else:
                     try:
-                        outcome = step(x, event.y)
+                        outcome = step(x, event.y)  # type: ignore[misc]
                     except LimitExceeded as exc:  # it would grow the state past a bound
                         event = Rejection(exc.reason, str(exc))
-                    except Exception as exc:  # a bug outside the members must not stop us
+                    except Exception as exc:  # a bug outside the members must not stop us either
                         event = Rejection(MODEL_ERROR, f"{type(exc).__name__}: {exc}")
                     else:
                         if outcome.failed:  # a member raised; the others went on
@@ -181,16 +329,29 @@ class Service:
                             log.warning("a model raised on %s: %.300s", where(record), failures)
                         if not outcome.handled:  # no member could learn it: dead-lettered
                             event = Rejection(MODEL_ERROR, failures)
-                        elif event.y is None:
-                            unlabelled += 1
                         else:
-                            learned += 1
+                            prediction = outcome.prediction
+                            if send_prediction is not None:
+                                send_prediction(record, event.id, prediction)
+                            y = event.y
+                            if y is None:
+                                unlabelled += 1
+                            else:
+                                learned += 1
+                                for name, guess in zip(names, prediction.members, strict=False):
+                                    if guess is not None:
+                                        predicted[name] += 1
+                                        if guess == y:
+                                            correct[name] += 1
+                                if prediction.label is not None:
+                                    predicted[ENSEMBLE] += 1
+                                    if prediction.label == y:
+                                        correct[ENSEMBLE] += 1
             if isinstance(event, Rejection):
                 self.dead_letters.send(record, event)
                 reasons[event.reason] += 1
                 dead += 1
                 sent += 1
-            partition = record.partition
             if partition not in offsets:  # where a roll back restarts a partition never saved
                 first_offsets.setdefault(partition, record.offset)
             offsets[partition] = record.offset + 1
@@ -200,16 +361,20 @@ class Service:
         outcomes[LEARNED] += learned
         outcomes[UNLABELLED] += unlabelled
         outcomes[DEAD_LETTERED] += dead
-        self._models = pipeline.stats()
+        self._refresh_stats(touched if partitioned else None)
         now = time.time()
         if records and records[-1].timestamp > 0:
             self.metrics.observe_latency([now - records[-1].timestamp / 1000.0])
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
 
-    def _delayed(self, record: Record, event: Event) -> Rejection | bool:
-        """Keep an unlabelled event with an id until its label comes (False), or score and
-        learn the event a label names (True); else why not. The time is the record's Kafka
-        timestamp, so that a replay after a crash expires exactly what the first run did."""
+    def _delayed(
+        self, record: Record, event: Event, learner: DriftEnsemble
+    ) -> Rejection | Prediction | None:
+        """Keep an unlabelled event with an id until its label comes (its prediction), or score
+        and learn the event a label names (None); else why not. The time is the record's Kafka
+        timestamp, so that a replay after a crash expires exactly what the first run did. (One
+        store per instance: in partition scope, a label whose event was read by another
+        instance is unknown here.)"""
         now = record.timestamp / 1000.0 if record.timestamp > 0 else time.time()
         pending = self.pending
         try:
@@ -219,18 +384,18 @@ class Service:
                     return Rejection(waiting, f"no event waits for a label under id {event.id!r}"
                                      if waiting == UNKNOWN_ID else
                                      f"the event of id {event.id!r} has had its label already")
-                self.pipeline.check(waiting.x, event.y)  # a new class must fit in the bound
-                outcome = self.pipeline.learn(waiting.x, event.y, waiting.prediction)
+                learner.check(waiting.x, event.y)  # a new class must fit in the bound
+                outcome = learner.learn(waiting.x, event.y, waiting.prediction)
                 self.metrics.label_delay.observe(max(0.0, now - waiting.arrived))
                 if not outcome.handled:
                     return Rejection(MODEL_ERROR, "; ".join(f"{n}: {e}" for n, e in outcome.failed))
-                return True
+                return None
             if event.id in pending.waiting:
                 return Rejection(DUPLICATE_ID, f"an event of id {event.id!r} waits already")
-            self.pipeline.check(event.x, None)
-            prediction = self.pipeline.predict(event.x)
+            learner.check(event.x, None)
+            prediction = learner.predict(event.x)
             pending.add(event.id, event.x, prediction, now)
-            return False
+            return prediction
         except LimitExceeded as exc:
             return Rejection(exc.reason, str(exc))
 
@@ -247,6 +412,11 @@ class Service:
             checkpoint_time=self.checkpointer.saved_time,
             pending_labels=len(self.pending),
             labels_expired=self.pending.expired,
+            scope=PARTITION if self.partitioned else GLOBAL,
+            partition_models={p: m for p, m in self._partition_models.items()
+                              if p in self._owned},
+            predictions=dict(self.predicted),
+            predictions_correct=dict(self.correct),
         ))
 
     def run(self, source: Source, stop: threading.Event, poll_timeout_ms: int = 200) -> None:
@@ -266,8 +436,16 @@ class Service:
                     with self._lock:
                         self.checkpointer.rewind(source)
                     continue
+                if self.fatal is not None:
+                    raise self.fatal
                 try:
                     with self._lock:
+                        if self._pending:
+                            # This batch was fetched before those partitions were positioned
+                            # at their restored offsets: theirs are read again from there.
+                            restoring = set(self._pending)
+                            self._restore_units(source)
+                            records = [r for r in records if r.partition not in restoring]
                         if records:
                             self._process(records)
                         self._last_poll = time.time()

@@ -40,6 +40,12 @@ class Snapshot:
     checkpoint_time: float | None = None  # Unix time the state was last fully checkpointed
     pending_labels: int = 0  # events waiting for a delayed label
     labels_expired: int = 0  # events dropped before their label came, in all
+    scope: str = "global"  # checkpoint.scope: "partition" fills `partition_models` instead
+    # partition scope: input partition -> its learner's models (owned partitions only)
+    partition_models: Mapping[int, Mapping[str, ModelStats]] = field(default_factory=dict)
+    # model -> predictions checked against a label, and how many of those were right
+    predictions: Mapping[str, int] = field(default_factory=dict)
+    predictions_correct: Mapping[str, int] = field(default_factory=dict)
 
     def checkpoint_age(self, now: float) -> float:
         """Seconds since the last checkpoint; NaN before the first."""
@@ -65,5 +71,50 @@ class Snapshot:
             "events": dict(self.outcomes),
             "lag": {str(p): v for p, v in self.lag.items()},
             "checkpoint": {"age_seconds": None if math.isnan(age) else round(age, 3)},
-            "models": {name: dataclasses.asdict(stats) for name, stats in self.models.items()},
+            "models": {name: dataclasses.asdict(stats) for name, stats in self.models.items()}
+            if self.scope != "partition" else combined(self.partition_models),
+            "scope": self.scope,
+            "partitions": list(self.assigned),
+            "partition_models": {
+                str(p): {name: dataclasses.asdict(stats) for name, stats in models.items()}
+                for p, models in sorted(self.partition_models.items())
+            },
+            "predictions": {
+                name: {"total": n, "correct": self.predictions_correct.get(name, 0)}
+                for name, n in self.predictions.items()
+            },
         }
+
+
+def combined(units: Mapping[int, Mapping[str, ModelStats]]) -> dict[str, dict[str, Any]]:
+    """Partition scope, for the page: each model over the owned partitions' learners (counts
+    summed, accuracies weighted by the events tested, weights averaged)."""
+    out: dict[str, dict[str, Any]] = {}
+    names: list[str] = []
+    for models in units.values():
+        names += [n for n in models if n not in names]
+    for name in names:
+        stats = [models[name] for models in units.values() if name in models]
+        tested = sum(s.tested for s in stats)
+
+        def weighted(value: Any, stats: list[ModelStats] = stats, tested: int = tested) -> Any:
+            known = [(value(s), s.tested) for s in stats if value(s) is not None]
+            if not known or not tested:
+                return None
+            return sum(v * n for v, n in known) / max(1, sum(n for _, n in known))
+
+        drift_times = [s.last_drift_time for s in stats if s.last_drift_time is not None]
+        out[name] = {
+            "accuracy": weighted(lambda s: s.accuracy),
+            "rolling_accuracy": weighted(lambda s: s.rolling_accuracy),
+            "tested": tested,
+            "learned": sum(s.learned for s in stats),
+            "drifts": sum(s.drifts for s in stats),
+            "weight": sum(s.weight for s in stats) / len(stats),
+            "last_drift_time": max(drift_times) if drift_times else None,
+            "failed": any(s.failed for s in stats),
+            "failures": sum(s.failures for s in stats),
+            "f1": weighted(lambda s: s.f1),
+            "rolling_f1": weighted(lambda s: s.rolling_f1),
+        }
+    return out

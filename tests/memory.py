@@ -103,3 +103,79 @@ class ListSink:
 
     def flush(self, timeout: float | None = None) -> None:
         self.flushes += 1
+
+
+class PartitionedSource:
+    """A topic of several partitions backed by lists; every partition is assigned at the first
+    poll, and each poll hands out up to `batch` records of each partition in turn."""
+
+    def __init__(
+        self,
+        topic: str,
+        partitions: Mapping[int, Iterable[bytes | None]],
+        batch: int = 50,
+        *,
+        on_assign: OnPartitions | None = None,
+        on_revoke: OnPartitions | None = None,
+    ) -> None:
+        self.topic = topic
+        self.records = {
+            p: [Record(topic, p, i, v, 0, f"k{p}-{i}".encode()) for i, v in enumerate(values)]
+            for p, values in partitions.items()
+        }
+        self.batch = batch
+        self.positions = dict.fromkeys(self.records, 0)
+        self.assigned: list[int] = []
+        self.committed_offsets: dict[int, int] = {}
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+        self.closed = False
+
+    def poll(self, timeout_ms: int = 0) -> list[Record]:
+        if not self.assigned:
+            self.assigned = sorted(self.records)
+            if self.on_assign is not None:
+                self.on_assign(self, list(self.assigned))
+        out: list[Record] = []
+        for p in self.assigned:
+            got = self.records[p][self.positions[p] : self.positions[p] + self.batch]
+            self.positions[p] += len(got)
+            out.extend(got)
+        return out
+
+    def revoke(self) -> None:
+        if self.on_revoke is not None:
+            self.on_revoke(self, list(self.assigned))
+        self.assigned = []
+
+    def seek(self, partition: int, offset: int) -> None:
+        if partition not in self.assigned:
+            raise NotAssigned(f"cannot seek {self.topic}[{partition}]@{offset}: not assigned")
+        self.positions[partition] = offset
+
+    def seek_to_start(self, partition: int, reset: str) -> None:
+        self.seek(partition, len(self.records[partition]) if reset == "latest" else 0)
+
+    def assignment(self) -> list[int]:
+        return list(self.assigned)
+
+    def resubscribe(self) -> None:
+        self.assigned = []
+
+    def commit(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
+        self.committed_offsets.update(next_offsets)
+
+    def committed(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        return {p: self.committed_offsets.get(p) for p in partitions}
+
+    def group_metadata(self) -> str:
+        return "generation-1"
+
+    def lag(self) -> dict[int, int]:
+        return {p: len(self.records[p]) - self.positions[p] for p in self.assigned}
+
+    def exhausted(self) -> bool:
+        return all(self.positions[p] >= len(r) for p, r in self.records.items())
+
+    def close(self) -> None:
+        self.closed = True

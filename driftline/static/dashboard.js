@@ -564,8 +564,14 @@
       pill.className = "pill idle";
       pill.textContent = "idle";
     }
+    // This instance's partitions (in a fleet, each instance owns some; in partition scope the
+    // figures above are over their learners).
+    const owned = last.partitions || [];
+    const scope = last.scope === "partition" ? "per-partition state" : "global state";
     setText("meta", "up " + duration(last.uptime_seconds) + " · " + count(sumOf(last.events)) +
-      " events · " + d.members.length + " models · updated " + clock(t1, true));
+      " events · " + d.members.length + " models · " + scope + " · " +
+      (owned.length ? "partitions " + owned.join(", ") : "no partition (standing by)") +
+      " · updated " + clock(t1, true));
   }
 
   // ---- polling ---------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ EXPORTED = {
     "driftline_checkpoint_restored_offset", "driftline_prequential_f1", "driftline_rolling_f1",
     "driftline_prequential_recall", "driftline_rolling_recall", "driftline_model_failures_total",
     "driftline_model_resets_total", "driftline_model_failed",
+    "driftline_predictions_total", "driftline_predictions_correct_total",
 }
 HISTOGRAMS = {
     "driftline_processing_latency_seconds", "driftline_batch_duration_seconds",
@@ -197,3 +198,33 @@ def test_grafana_provisioning_matches_the_dashboard():
     assert path is not None
     compose = (ROOT / "docker-compose.yml").read_text()
     assert f"./deploy/grafana/dashboards:{path.group(1)}" in compose
+
+
+def compose_services() -> dict[str, str]:
+    """The text of each service of docker-compose.yml, by name (no YAML parser needed)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    body = text[text.index("\nservices:\n"):text.index("\nvolumes:\n")]
+    blocks = re.split(r"^  ([a-z0-9-]+):\n", body, flags=re.MULTILINE)
+    return dict(zip(blocks[1::2], blocks[2::2], strict=True))
+
+
+def test_docker_compose_runs_two_replicas_in_the_fleet_configuration():
+    """Two driftline replicas on a four-partition topic, partition scope, Kafka store: each with
+    a fixed hostname (its instance id), the same configuration and the same signing key."""
+    from driftline.config import load_settings
+
+    services = compose_services()
+    replicas = {n: b for n, b in services.items() if '"serve", "--config"' in b}
+    assert len(replicas) == 2
+    hostnames = {re.search(r"hostname: (\S+)", b).group(1) for b in replicas.values()}  # type: ignore[union-attr]
+    assert len(hostnames) == 2
+    volumes = [re.findall(r"^      - (\./\S+:\S+|driftline-\S+:\S+)$", b, re.MULTILINE)
+               for b in replicas.values()]
+    assert volumes[0] == volumes[1] and len(volumes[0]) == 2  # same config, same key folder
+    assert "KAFKA_NUM_PARTITIONS: 4" in services["kafka"]
+    settings = load_settings(DEPLOY / "driftline.docker.toml")
+    assert (settings.checkpoint.scope, settings.checkpoint.store) == ("partition", "kafka")
+    assert settings.predictions_topic == "events.predictions"
+    targets = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    for name in replicas:
+        assert f"{name}:9108" in targets, name

@@ -100,6 +100,10 @@ def test_status_and_readiness_come_from_the_same_snapshot():
         "lag": {"0": 3},
         "checkpoint": {"age_seconds": 4.0},
         "models": {"lr": {**stats(0.5).__dict__}},
+        "scope": "global",
+        "partitions": [0],
+        "partition_models": {},
+        "predictions": {},
     }
     assert snapshot.ready(105.0)
     assert not snapshot.ready(114.0)  # no successful poll for 10 s

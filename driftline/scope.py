@@ -1,0 +1,40 @@
+"""What one learning state covers: every partition (`global`) or one input partition each.
+
+In `partition` scope the service's pipeline is a `Partitioned`: one independent learner (its own
+models, detectors, scores and ensemble, built by `build_learner`) per input partition, created at
+the partition's first assignment. A checkpoint (a `State`) holds it whole in the file store; the
+Kafka store writes one state per partition ("scope unit").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipeline.ensemble import DriftEnsemble
+
+GLOBAL = "global"
+PARTITION = "partition"
+SCOPES = (GLOBAL, PARTITION)
+
+
+class Partitioned(dict[int, DriftEnsemble]):
+    """Input partition -> its learner. Pickled with the names of the configured models, so a
+    restore can refuse a checkpoint of other models before any partition exists."""
+
+    def __init__(self, names: Iterable[str], units: dict[int, DriftEnsemble] | None = None):
+        super().__init__(units or {})
+        self.names = list(names)
+
+    @property
+    def member_names(self) -> list[str]:
+        return self.names
+
+    @property
+    def labelled(self) -> int:
+        """Labelled events learned, over every partition."""
+        return sum(learner.labelled for learner in self.values())
+
+
+def unit_key(scope: str, partition: int) -> str:
+    """The key of the state that learns `partition` (the Kafka store's message key)."""
+    return GLOBAL if scope == GLOBAL else f"{PARTITION}-{partition}"
