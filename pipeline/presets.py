@@ -78,8 +78,32 @@ class FastHoeffdingTree(tree.HoeffdingTreeClassifier):
         return {c: n / total for c, n in stats.items()} if total else {}
 
 
-def _tagged(model: Any) -> Any:
-    return compose.FuncTransformer(tag_strings) | model
+class TagStrings:
+    """Mixed into a River tree or forest: its input goes through `tag_strings` first. (A mixin
+    rather than a `compose.Pipeline` step: River's pipeline costs about 20 µs per `learn_one`,
+    almost half of a Hoeffding tree's own.)"""
+
+    def learn_one(self, x: dict, y: Any, **kwargs: Any) -> Any:
+        return super().learn_one(tag_strings(x), y, **kwargs)  # type: ignore[misc]
+
+    def predict_proba_one(self, x: dict, **kwargs: Any) -> Any:
+        return super().predict_proba_one(tag_strings(x), **kwargs)  # type: ignore[misc]
+
+
+class HoeffdingTree(TagStrings, tree.HoeffdingTreeClassifier):
+    """River's `HoeffdingTreeClassifier`, its input through `tag_strings`."""
+
+
+class HoeffdingAdaptiveTree(TagStrings, tree.HoeffdingAdaptiveTreeClassifier):
+    """River's `HoeffdingAdaptiveTreeClassifier`, its input through `tag_strings`."""
+
+
+class AdaptiveRandomForest(TagStrings, forest.ARFClassifier):
+    """River's `ARFClassifier`, its input through `tag_strings`."""
+
+
+class TaggedFastHoeffdingTree(TagStrings, FastHoeffdingTree):
+    """`FastHoeffdingTree`, its input through `tag_strings`."""
 
 
 # Each preset is River's estimator with its defaults; the randomised ones get a fixed seed so
@@ -96,10 +120,10 @@ PRESETS: dict[str, Callable[[], Any]] = {
         TypedScaler() | multiclass.OneVsRestClassifier(linear_model.PAClassifier())
     ),
     "softmax_regression": lambda: TypedScaler() | linear_model.SoftmaxRegression(),
-    "hoeffding_tree": lambda: _tagged(tree.HoeffdingTreeClassifier()),
-    "hoeffding_tree_fast": lambda: _tagged(FastHoeffdingTree()),
-    "hoeffding_adaptive_tree": lambda: _tagged(tree.HoeffdingAdaptiveTreeClassifier(seed=1)),
-    "adaptive_random_forest": lambda: _tagged(forest.ARFClassifier(seed=1)),
+    "hoeffding_tree": lambda: HoeffdingTree(),
+    "hoeffding_tree_fast": lambda: TaggedFastHoeffdingTree(),
+    "hoeffding_adaptive_tree": lambda: HoeffdingAdaptiveTree(seed=1),
+    "adaptive_random_forest": lambda: AdaptiveRandomForest(seed=1),
     # Gaussian naive Bayes needs the zeros of one-hot encoding (an absent feature is not a 0 to
     # it): River's encoder keeps them.
     "gaussian_nb": lambda: (
@@ -115,9 +139,7 @@ PRESETS: dict[str, Callable[[], Any]] = {
     "knn": lambda: TypedScaler() | WindowKNN(k=5, window=1000),
     # A Hoeffding tree that grows quickly: a split attempt every 50 samples at a confidence of
     # 0.01, adaptive naive Bayes leaves (River's default leaves).
-    "hoeffding_tree_quick": lambda: _tagged(
-        tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01)
-    ),
+    "hoeffding_tree_quick": lambda: HoeffdingTree(grace_period=50, delta=0.01),
 }
 
 
@@ -164,7 +186,10 @@ def accepts_weight(model: Any) -> bool:
         model = list(model.steps.values())[-1]
     if isinstance(model, multiclass.OneVsRestClassifier):
         model = model.classifier
+    learn_one = super(TagStrings, model).learn_one if isinstance(model, TagStrings) else (  # type: ignore[misc]
+        model.learn_one
+    )
     try:
-        return "w" in inspect.signature(model.learn_one).parameters
+        return "w" in inspect.signature(learn_one).parameters
     except (TypeError, ValueError):
         return False

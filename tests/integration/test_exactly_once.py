@@ -103,8 +103,14 @@ def test_sigkill_ten_times_learns_every_event_exactly_once(kafka_bootstrap, new_
     log = tmp_path / "serve.log"
     for _ in range(10):
         with Service(config, log) as service:
-            # Once it serves metrics it is consuming (or about to): kill it at a random moment.
+            # Kill it at a random moment while it is learning: once it consumes and has learned
+            # something since it started (or there is nothing left to learn).
             wait_for(lambda: consuming(port), timeout=60, what="the service consuming")
+            start = learned(port) or 0
+            wait_for(
+                lambda start=start: (learned(port) or 0) > start or publisher.poll() is not None,
+                timeout=60, what="the service learning",
+            )
             time.sleep(rng.uniform(0.0, 1.5))
             assert service.proc is not None
             service.proc.send_signal(signal.SIGKILL)
