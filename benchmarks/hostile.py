@@ -17,8 +17,8 @@ Checked and printed, for each configuration (the default one, then one logistic 
 - readiness: `/readyz` polled every second from start to end; the number of non-200 answers;
 - exactly once: `driftline_samples_learned` (the ensemble's; no member more) and
   `driftline_events_total{outcome}` equal the counts of good labelled / unlabelled / rejected
-  messages; with one logistic regression, its prequential accuracy equals River's `progressive_val_score` over the good
-  labelled events alone, to 1e-9;
+  messages; with one logistic regression, its prequential accuracy equals River's
+  `progressive_val_score` over the good labelled events alone, to 1e-9;
 - dead letters: the dead-letter topic is read back; per reason, the count equals what was sent,
   and each dead letter's source offset is a rejected message of that reason;
 - memory: the service's RSS, sampled every second, stays under 2x its value after 10,000 events.
