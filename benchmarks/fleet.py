@@ -25,6 +25,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from common import ONE_MODEL, free_port
 from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.kafka_io import create_topic
@@ -46,23 +47,8 @@ dir = "{state}"
 interval_seconds = 1.0
 scope = "partition"
 store = "{store}"
+""" + ONE_MODEL
 
-[[models]]
-name = "lr"
-model = "logistic_regression"
-
-[drift]
-detector = "none"
-response = "none"
-"""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def publish(bootstrap: str, topic: str, events: int, partitions: int) -> None:

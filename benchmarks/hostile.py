@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import ONE_MODEL, free_port
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -309,21 +310,13 @@ def rss_kib(pid: int) -> int:
 
 CONFIGS = {
     "default": "",
-    "single": """
-[[models]]
-name = "lr"
-model = "logistic_regression"
-
-[drift]
-detector = "none"
-response = "none"
-""",
+    "single": ONE_MODEL,
 }
 
 
 def soak(bootstrap: str, topic: str, stream: Stream, name: str, max_classes: int,
          workdir: Path) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     config = workdir / f"{name}.toml"
     config.write_text(
         f'[kafka]\nbootstrap_servers = "{bootstrap}"\ntopic = "{topic}"\n'
@@ -402,13 +395,6 @@ def soak(bootstrap: str, topic: str, stream: Stream, name: str, max_classes: int
         "exit": proc.returncode,
     }
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
