@@ -417,13 +417,16 @@ def read_dead_letters(bootstrap: str, topic: str, expected: int) -> list[Any]:
 
 
 def river_accuracy(events: list[tuple[dict[str, Any], Any]]) -> float:
-    """River's progressive_val_score of `StandardScaler() | OneVsRestClassifier(
-    LogisticRegression())` over `events`; string features (only in the hostile kind
+    """River's progressive_val_score of `StandardScaler() | OneVsRest(LogisticRegression())`
+    (River's binary model on a binary stream, its `OneVsRestClassifier` from the third class
+    on) over `events`; string features (only in the hostile kind
     `feature_changes_type`) go through River's one-hot encoder beside the scaler, as
     driftline's `TypedScaler` does."""
     import numbers
 
-    from river import compose, evaluate, linear_model, metrics, multiclass, preprocessing
+    from river import compose, evaluate, linear_model, metrics, preprocessing
+
+    from pipeline.onevsrest import OneVsRest
 
     scaler: Any = preprocessing.StandardScaler()
     if any(isinstance(v, str) for x, _ in events for v in x.values()):
@@ -431,7 +434,7 @@ def river_accuracy(events: list[tuple[dict[str, Any], Any]]) -> float:
             compose.SelectType(numbers.Number) | preprocessing.StandardScaler(),
             compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True),
         )
-    model = scaler | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+    model = scaler | OneVsRest(linear_model.LogisticRegression())
     return float(evaluate.progressive_val_score(events, model, metrics.Accuracy()).get())
 
 

@@ -1,8 +1,8 @@
 """Throughput: driftline's consumer and pipeline against the loop a user would write by hand.
 
 Both read the same topic of N events (Elec2, repeated) from a real broker with the same one
-model, driftline's `logistic_regression` preset written with River's parts
-(`StandardScaler() | OneVsRestClassifier(LogisticRegression())`, the same arithmetic):
+model: driftline's `logistic_regression` preset, which on a binary stream is River's
+`StandardScaler() | LogisticRegression()` (the same arithmetic), what the loop uses:
 
 - hand-written: kafka-python poll, json.loads, River predict_one and learn_one, nothing else;
 - driftline: `KafkaSource` -> `Service` (decode and validate, prequential step, metrics, commits).
@@ -26,7 +26,7 @@ import uuid
 
 from kafka import KafkaConsumer  # the hand-written baseline uses the client directly
 from prometheus_client import CollectorRegistry
-from river import linear_model, multiclass, preprocessing
+from river import linear_model, preprocessing
 
 from consumers.deadletter import DeadLetters
 from consumers.kafka_io import KafkaSink, KafkaSource, broker_ready, create_topic
@@ -54,9 +54,7 @@ def hand_written(bootstrap: str, topic: str, n: int) -> float:
         topic, bootstrap_servers=bootstrap, group_id=f"hand-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest", enable_auto_commit=False,
     )
-    model = preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
-        linear_model.LogisticRegression()
-    )
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
     seen = 0
     start = None
     while seen < n:

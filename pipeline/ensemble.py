@@ -228,7 +228,7 @@ class DriftEnsemble(base.Classifier):
     ...     "tree": tree.HoeffdingTreeClassifier(),
     ... })
     >>> evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy())
-    Accuracy: 88.64%
+    Accuracy: 87.84%
     >>> model.stats()["ensemble"].accuracy == model.stats()["ensemble"].accuracy
     True
     """

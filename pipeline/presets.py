@@ -2,9 +2,9 @@
 
 Every preset takes any classification stream: binary or multiclass labels of any hashable type
 (the label set is discovered as the stream goes), numeric, boolean and string features, and
-missing features. Linear models are River's, made multiclass with River's
-`multiclass.OneVsRestClassifier` (on a binary stream its two mirrored models predict exactly as
-one binary model) behind `TypedScaler` (numbers scaled, strings one-hot encoded); trees and
+missing features. Linear models are River's, made multiclass by `OneVsRest` (one binary model
+while the stream is binary, River's `multiclass.OneVsRestClassifier` from the third class on)
+behind `TypedScaler` (numbers scaled, strings one-hot encoded); trees and
 forests read strings natively as nominal features, behind `tag_strings` so that a feature whose
 type changes from one event to the next cannot break them.
 """
@@ -30,7 +30,8 @@ from river import (
 from river.tree.base import Branch
 
 from pipeline.neighbors import WindowKNN
-from pipeline.preprocessing import TypedScaler, tag_strings
+from pipeline.onevsrest import OneVsRest, Scaled
+from pipeline.preprocessing import tag_strings
 
 # node class -> whether it is a branch: isinstance() against River's abstract node classes costs
 # as much as the rest of a step down the tree
@@ -113,13 +114,9 @@ class TaggedFastHoeffdingTree(TagStrings, FastHoeffdingTree):
 # grows sooner), and predicts the majority class of a leaf instead of adaptive naive Bayes, for
 # less than half the cost per event (chosen with benchmarks/drift.py, see docs/drift.md).
 PRESETS: dict[str, Callable[[], Any]] = {
-    "logistic_regression": lambda: (
-        TypedScaler() | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
-    ),
-    "passive_aggressive": lambda: (
-        TypedScaler() | multiclass.OneVsRestClassifier(linear_model.PAClassifier())
-    ),
-    "softmax_regression": lambda: TypedScaler() | linear_model.SoftmaxRegression(),
+    "logistic_regression": lambda: Scaled(OneVsRest(linear_model.LogisticRegression())),
+    "passive_aggressive": lambda: Scaled(OneVsRest(linear_model.PAClassifier())),
+    "softmax_regression": lambda: Scaled(linear_model.SoftmaxRegression()),
     "hoeffding_tree": lambda: HoeffdingTree(),
     "hoeffding_tree_fast": lambda: TaggedFastHoeffdingTree(),
     "hoeffding_adaptive_tree": lambda: HoeffdingAdaptiveTree(seed=1),
@@ -136,7 +133,7 @@ PRESETS: dict[str, Callable[[], Any]] = {
     "no_change": lambda: dummy.NoChangeClassifier(),
     # driftline's: k nearest neighbours over the last 1,000 samples, numpy distances
     # (pipeline/neighbors.py says why not River's KNNClassifier).
-    "knn": lambda: TypedScaler() | WindowKNN(k=5, window=1000),
+    "knn": lambda: Scaled(WindowKNN(k=5, window=1000)),
     # A Hoeffding tree that grows quickly: a split attempt every 50 samples at a confidence of
     # 0.01, adaptive naive Bayes leaves (River's default leaves).
     "hoeffding_tree_quick": lambda: HoeffdingTree(grace_period=50, delta=0.01),
@@ -184,7 +181,9 @@ def accepts_weight(model: Any) -> bool:
     a one-vs-rest wrapper: the classifier it wraps)."""
     if isinstance(model, compose.Pipeline):
         model = list(model.steps.values())[-1]
-    if isinstance(model, multiclass.OneVsRestClassifier):
+    if isinstance(model, Scaled):
+        model = model.classifier
+    if isinstance(model, multiclass.OneVsRestClassifier | OneVsRest):
         model = model.classifier
     learn_one = super(TagStrings, model).learn_one if isinstance(model, TagStrings) else (  # type: ignore[misc]
         model.learn_one

@@ -149,9 +149,10 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -
 
 def river_logistic_regression():
     """The `logistic_regression` preset written with River's own parts: on numeric features
-    driftline's `TypedScaler` is River's StandardScaler, to the last bit."""
-    from river import linear_model, multiclass, preprocessing
+    driftline's `TypedScaler` is River's StandardScaler, to the last bit, and `OneVsRest` is
+    River's binary LogisticRegression on a binary stream (tests/unit/test_pipeline.py)."""
+    from river import linear_model, preprocessing
 
-    return preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
-        linear_model.LogisticRegression()
-    )
+    from pipeline.onevsrest import OneVsRest
+
+    return preprocessing.StandardScaler() | OneVsRest(linear_model.LogisticRegression())

@@ -4,7 +4,7 @@ import math
 import random
 
 import pytest
-from river import datasets, linear_model, metrics, multiclass, naive_bayes, preprocessing, tree
+from river import datasets, linear_model, metrics, naive_bayes, preprocessing, tree
 from river import evaluate as river_evaluate
 
 from driftline.config import DriftSettings, LearningSettings, ModelSpec, Settings
@@ -13,6 +13,7 @@ from driftline.errors import ConfigError
 from driftline.learning import build_learner
 from pipeline.ensemble import DriftEnsemble, LimitExceeded
 from pipeline.evaluate import evaluate
+from pipeline.onevsrest import OneVsRest, mirrored
 from pipeline.presets import PRESETS, FactoryError, accepts_weight, build_model
 
 
@@ -27,14 +28,14 @@ def one_model(model, detector="none", response="none", name="m", **learning):
 # --- the acceptance property: same numbers as River ------------------------------------------
 
 # Each preset written out with River's own parts: on numbers alone `TypedScaler` is River's
-# StandardScaler, and `tag_strings` changes nothing.
+# StandardScaler, `tag_strings` changes nothing, and `OneVsRest` is River's binary model on a
+# binary stream (tested below) and River's `OneVsRestClassifier` from the third class on.
 RIVER = {
     "logistic_regression": lambda: (
-        preprocessing.StandardScaler()
-        | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+        preprocessing.StandardScaler() | OneVsRest(linear_model.LogisticRegression())
     ),
     "passive_aggressive": lambda: (
-        preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(linear_model.PAClassifier())
+        preprocessing.StandardScaler() | OneVsRest(linear_model.PAClassifier())
     ),
     "gaussian_nb": naive_bayes.GaussianNB,
     "hoeffding_tree": tree.HoeffdingTreeClassifier,
@@ -397,3 +398,35 @@ def test_sleeping_members_wake_as_fresh_copies_on_schedule():
 def test_sleeping_is_off_when_the_margin_is_none():
     learner, _ = run({"good": Counting(), "bad": Counting(right=False)}, 500, sleep_after=10)
     assert all(m.awake for m in learner.members)
+
+
+# --- one-vs-rest with one model on a binary stream --------------------------------------------
+
+
+def test_a_binary_stream_costs_one_model_with_rivers_binary_predictions():
+    rows = list(bundled("elec", limit=2000))
+    ours = OneVsRest(linear_model.LogisticRegression())
+    river = linear_model.LogisticRegression()
+    first = rows[0][1]
+    for x, y in rows:
+        if ours.classes[1:]:
+            p = ours.predict_proba_one(x)
+            assert abs(p[first] - river.predict_proba_one(x)[True]) <= 1e-12
+        ours.learn_one(x, y)
+        river.learn_one(x, y == first)
+    assert len(ours.models) == 1
+
+
+@pytest.mark.parametrize("make", [linear_model.LogisticRegression, linear_model.PAClassifier])
+def test_a_third_class_splits_the_binary_model_into_mirror_images(make):
+    model = OneVsRest(make())
+    for i in range(200):
+        model.learn_one({"a": float(i % 2), "b": 1.0}, "odd" if i % 2 else "even")
+    binary = model.models["even"]
+    x = {"a": 0.0, "b": 1.0}
+    p = binary.predict_proba_one(x)[True]
+    assert abs(mirrored(binary).predict_proba_one(x)[True] - (1.0 - p)) <= 1e-12
+    assert p > 0.5  # it learned that "even" is likely at a = 0: the mirror is not trivial
+    model.learn_one({"a": 5.0, "b": 0.0}, "third")
+    assert set(model.models) == {"even", "odd", "third"}
+    assert model.models["even"] is binary  # the first class keeps the binary model
