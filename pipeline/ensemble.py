@@ -279,7 +279,9 @@ class DriftEnsemble(base.Classifier):
             )
             for name, model in self.models.items()
         ]
-        self.score = Score(window)
+        # With one member the served prediction is the member's: one score serves both.
+        self.solo = len(self.members) == 1
+        self.score = self.members[0].score if self.solo else Score(window)
         self.labelled = 0
         self.unlabelled = 0
         self.unhandled = 0  # events no member could handle
@@ -305,7 +307,8 @@ class DriftEnsemble(base.Classifier):
             for name, p in inspect.signature(type(self).__init__).parameters.items()
             if p.default is not inspect.Parameter.empty
         }
-        self.__dict__.update({**defaults, **state})
+        # `solo` is newer than some checkpoints: theirs keep two scores, so both are kept up.
+        self.__dict__.update({**defaults, "solo": False, **state})
 
     # --- River's interface ----------------------------------------------------------------
 
@@ -324,6 +327,8 @@ class DriftEnsemble(base.Classifier):
         """Test then train on one event; an event without a label (`y is None`) is only
         predicted. Raises `LimitExceeded` (before any model sees it) for an event past a bound."""
         self.check(x, y)
+        if self.solo and y is not None:
+            return self._solo_step(x, y)
         prediction = self.predict(x)
         if y is None:
             self.unlabelled += 1
@@ -332,6 +337,44 @@ class DriftEnsemble(base.Classifier):
                 self.unhandled += 1
             return Step(prediction, prediction.failed, handled)
         return self.learn(x, y, prediction)
+
+    def _solo_step(self, x: dict[str, Any], y: Hashable) -> Step:
+        """`learn(x, y, predict(x))` for a single member, in one pass: the most common service
+        (one model) pays for no vote. A member that raises takes the general path."""
+        member = self.members[0]
+        try:
+            proba = member.model.predict_proba_one(x)
+            total = sum(proba.values())
+        except Exception:
+            return self.learn(x, y, self.predict(x))  # counts the failure once, as always
+        if total - total != 0.0:  # NaN or infinite: as `predict`
+            return self.learn(x, y, self.predict(x))
+        pred = max(proba, key=proba.__getitem__) if proba else None
+        prediction = Prediction(pred, proba, member.name, (pred,), pred)
+        step_index = self.labelled
+        self.labelled = step_index + 1
+        if pred is not None:
+            ok = member.score.add(y, pred)
+            fading = self.fading
+            member.num = fading * member.num + ok
+            member.den = fading * member.den + 1.0
+            detector = member.detector
+            if detector is not None and detector.update(1 - ok).drift_detected:
+                self._on_drift(member, step_index)
+        w = self._sample_weight(step_index) if self.boost_start >= 0 else 1.0
+        try:
+            if w == 1.0:
+                member.model.learn_one(x, y)
+            elif member.takes_weight:
+                member.model.learn_one(x, y, w=w)
+            else:
+                for _ in range(max(1, round(w))):
+                    member.model.learn_one(x, y)
+        except Exception as exc:
+            return self._failures(prediction, [(member, exc)])
+        member.learned += 1
+        member.streak = 0
+        return Step(prediction, (), True)
 
     def check(self, x: dict[str, Any], y: Hashable | None) -> None:
         """Raise `LimitExceeded` if learning (x, y) would pass a bound of the state."""
@@ -398,12 +441,13 @@ class DriftEnsemble(base.Classifier):
         detectors, respond to drift, and let every member learn (x, y)."""
         step_index = self.labelled
         self.labelled = step_index + 1
-        if prediction.label is not None:
-            self.score.add(y, prediction.label)
         fading = self.fading
-        if prediction.voted is not None:
-            self.vote_num = fading * self.vote_num + (1 if prediction.voted == y else 0)
-            self.vote_den = fading * self.vote_den + 1.0
+        if not self.solo:
+            if prediction.label is not None:
+                self.score.add(y, prediction.label)
+            if prediction.voted is not None:
+                self.vote_num = fading * self.vote_num + (1 if prediction.voted == y else 0)
+                self.vote_den = fading * self.vote_den + 1.0
         drifted: list[Member] | None = None
         for member, pred in zip(self.members, prediction.members, strict=True):
             if pred is None:

@@ -10,6 +10,7 @@ regression preset from 17,500 to 10,000 events/s), more than the linear model it
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from river import base
@@ -39,9 +40,17 @@ class TypedScaler(base.Transformer):
         self.counts: dict[str, int] = {}
         self.means: dict[str, float] = {}
         self.vars: dict[str, float] = {}
+        # Each variance's square root, kept as it changes: scaling then needs no test (a zero
+        # variance gives an infinite deviation, so a 0 scaled value, as River's 0.0).
+        self.stds: dict[str, float] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "stds" not in state:  # pickled by an older version
+            self.stds = {i: v**0.5 if v else math.inf for i, v in self.vars.items()}
 
     def learn_one(self, x: dict) -> None:
-        counts, means, vars_ = self.counts, self.means, self.vars
+        counts, means, vars_, stds = self.counts, self.means, self.vars, self.stds
         for i, xi in x.items():
             if xi.__class__ is str:
                 continue
@@ -49,10 +58,16 @@ class TypedScaler(base.Transformer):
             old_mean = means.get(i, 0.0)
             mean = means[i] = old_mean + (xi - old_mean) / n
             var = vars_.get(i, 0.0)
-            vars_[i] = var + ((xi - old_mean) * (xi - mean) - var) / n
+            var = vars_[i] = var + ((xi - old_mean) * (xi - mean) - var) / n
+            stds[i] = var**0.5 if var else math.inf
 
     def transform_one(self, x: dict) -> dict:
-        means, vars_ = self.means, self.vars
+        means, stds = self.means, self.stds
+        try:  # numbers seen before: the common case, one pass
+            return {i: (xi - means[i]) / stds[i] for i, xi in x.items()}
+        except (KeyError, TypeError):  # a string, or a feature not learned yet
+            pass
+        vars_ = self.vars
         out: dict = {}
         for i, xi in x.items():
             if xi.__class__ is str:

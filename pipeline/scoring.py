@@ -35,6 +35,25 @@ class Counts:
         if y == pred:
             self.hits[y] = self.hits.get(y, 0) + 1
 
+    def remove(self, y: Hashable, pred: Hashable, hit: int) -> None:
+        """Undo `add(y, pred)` (`hit`: whether y == pred); a class counted nowhere is dropped,
+        as if it had never been seen."""
+        truth, predicted = self.truth, self.predicted
+        if truth[y] == 1:
+            del truth[y]
+        else:
+            truth[y] -= 1
+        if predicted[pred] == 1:
+            del predicted[pred]
+        else:
+            predicted[pred] -= 1
+        if hit:
+            hits = self.hits
+            if hits[y] == 1:
+                del hits[y]
+            else:
+                hits[y] -= 1
+
     @classmethod
     def of(cls, pairs: Iterable[tuple[Hashable, Hashable]]) -> Counts:
         counts = cls()
@@ -71,7 +90,15 @@ class Score:
     """
 
     __slots__ = (
-        "all", "correct", "ring_ok", "ring_pred", "ring_y", "tested", "window", "window_correct"
+        "all",
+        "correct",
+        "recent",
+        "ring_ok",
+        "ring_pred",
+        "ring_y",
+        "tested",
+        "window",
+        "window_correct",
     )
 
     def __init__(self, window: int = 1000) -> None:
@@ -80,13 +107,15 @@ class Score:
         self.window = window
         self.tested = 0
         self.correct = 0
-        # The last `window` outcomes, labels and predictions (the rolling counts are made from
-        # them when read: once a scrape, not once an event).
+        # The last `window` outcomes, labels and predictions: the oldest leaves the rolling
+        # counts as the newest enters (a few dict updates an event, where counting the window
+        # again on every read cost more than the model on a one-model service).
         self.ring_ok = bytearray(window)
         self.ring_y: list[Hashable] = [None] * window
         self.ring_pred: list[Hashable] = [None] * window
         self.window_correct = 0
         self.all = Counts()
+        self.recent = Counts()
 
     def add(self, y: Hashable, pred: Hashable) -> int:
         """Score one prediction; returns 1 if it was right, else 0. (The hot path: inlined.)"""
@@ -102,18 +131,34 @@ class Score:
             ok = 0
         tested = self.tested
         i = tested % self.window
-        ring_ok = self.ring_ok
+        ring_ok, ring_y, ring_pred = self.ring_ok, self.ring_y, self.ring_pred
+        recent = self.recent
+        if tested >= self.window:  # the oldest outcome leaves the window
+            recent.remove(ring_y[i], ring_pred[i], ring_ok[i])
+        truth, predicted = recent.truth, recent.predicted  # recent.add(y, pred), inlined
+        truth[y] = truth.get(y, 0) + 1
+        predicted[pred] = predicted.get(pred, 0) + 1
+        if ok:
+            hits = recent.hits
+            hits[y] = hits.get(y, 0) + 1
         self.window_correct += ok - ring_ok[i]
         ring_ok[i] = ok
-        self.ring_y[i] = y
-        self.ring_pred[i] = pred
+        ring_y[i] = y
+        ring_pred[i] = pred
         self.tested = tested + 1
         self.correct += ok
         return ok
 
-    def _recent(self) -> Counts:
-        n = min(self.tested, self.window)
-        return Counts.of(zip(self.ring_y[:n], self.ring_pred[:n], strict=True))
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        # A checkpoint of an older version has no rolling counts: they are made from its ring.
+        _, slots = state
+        for name, value in slots.items():
+            setattr(self, name, value)
+        if "recent" not in slots:
+            n = min(self.tested, self.window)
+            start = self.tested - n
+            order = [(start + k) % self.window for k in range(n)]
+            self.recent = Counts.of((self.ring_y[j], self.ring_pred[j]) for j in order)
 
     def last_outcomes(self, n: int) -> list[int]:
         """The 0/1 outcomes of the last `n` tests (at most the window), oldest first."""
@@ -136,7 +181,7 @@ class Score:
 
     @property
     def rolling_f1(self) -> float | None:
-        return self._recent().f1()
+        return self.recent.f1()
 
     @property
     def recall(self) -> Mapping[Hashable, float]:
@@ -144,4 +189,4 @@ class Score:
 
     @property
     def rolling_recall(self) -> Mapping[Hashable, float]:
-        return self._recent().recall()
+        return self.recent.recall()

@@ -430,3 +430,18 @@ def test_a_third_class_splits_the_binary_model_into_mirror_images(make):
     model.learn_one({"a": 5.0, "b": 0.0}, "third")
     assert set(model.models) == {"even", "odd", "third"}
     assert model.models["even"] is binary  # the first class keeps the binary model
+
+
+@pytest.mark.parametrize("preset", ["logistic_regression", "passive_aggressive"])
+def test_the_one_member_step_equals_the_general_predict_then_learn(preset):
+    settings = one_model(preset, detector="adwin", response="reweight")
+    fast, general = build_learner(settings), build_learner(settings)
+    for i, (x, y) in enumerate(bundled("elec", limit=6000)):
+        y = 1 - y if i >= 3000 else y  # the concept flips: a drift
+        fast.step(x, y)
+        general.learn(x, y, general.predict(x))
+    a, b = fast.stats(), general.stats()
+    assert a["m"].drifts > 0  # the drift response was exercised
+    for name in ("m", "ensemble"):
+        assert (a[name].accuracy, a[name].drifts, a[name].learned, a[name].f1) == (
+            b[name].accuracy, b[name].drifts, b[name].learned, b[name].f1)
