@@ -434,10 +434,10 @@ def test_a_third_class_splits_the_binary_model_into_mirror_images(make):
 
 @pytest.mark.parametrize("preset", ["logistic_regression", "passive_aggressive"])
 def test_the_one_member_step_equals_the_general_predict_then_learn(preset):
-    settings = one_model(preset, detector="adwin", response="reweight")
+    settings = one_model(preset, detector="ddm", response="reweight")
     fast, general = build_learner(settings), build_learner(settings)
     for i, (x, y) in enumerate(bundled("elec", limit=6000)):
-        y = 1 - y if i >= 3000 else y  # the concept flips: a drift
+        y = 1 - y if (i // 1500) % 2 else y  # the concept flips, and back: drifts
         fast.step(x, y)
         general.learn(x, y, general.predict(x))
     a, b = fast.stats(), general.stats()
