@@ -103,6 +103,21 @@ def _no_constant(name: str) -> Any:
 MAX_INT = 2**63
 
 
+def _plain(x: dict[str, Any], max_name: int, bound: float) -> bool:
+    """Whether every feature of `x` is a number (or boolean) within +-`bound` under a name of
+    at most `max_name` characters: the common event, checked in three passes of C instead of a
+    Python loop. Anything else (a string, a null, a list; NaN fails every comparison) takes the
+    loop, which says what is wrong."""
+    try:
+        return (
+            max(map(len, x)) <= max_name
+            and -bound <= min(x.values())
+            and max(x.values()) <= bound
+        )
+    except TypeError:  # values that do not compare with numbers, or each other
+        return False
+
+
 # One decoder for all messages: json.loads with keyword arguments would build one per call.
 _JSON = json.JSONDecoder(parse_constant=_no_constant)
 
@@ -159,6 +174,7 @@ class Decoder:
         self.allow_extra_features = allow_extra_features
         # Bounds as plain attributes: read once per message, not through `limits`.
         self._max_abs = limits.max_abs_value
+        self._plain_bound = min(limits.max_abs_value, float(2**62))  # also inside +-MAX_INT
         self._max_features = limits.max_features
         self._max_label = limits.max_label_chars
         self._max_id = limits.max_id_chars
@@ -209,6 +225,8 @@ class Decoder:
             return Rejection(
                 "too_many_features", f"{len(x)} features, more than {self._max_features}"
             )
+        if x and _plain(x, self._max_name, self._plain_bound):
+            return self._rest(obj, x)
         max_abs = self._max_abs
         max_name = self._max_name
         missing = False
@@ -243,6 +261,10 @@ class Decoder:
                                                 "not a number, string or boolean")
         if missing:  # null is a missing value: the feature is left out
             x = {key: v for key, v in x.items() if v is not None}
+        return self._rest(obj, x)
+
+    def _rest(self, obj: dict[str, Any], x: dict[str, Any]) -> Event | Rejection:
+        """The checks after the features': schema, id and label."""
         if self.schema is not None and (bad := self._check_schema(x)) is not None:
             return bad
         event_id = obj.get("id")

@@ -52,6 +52,25 @@ def _scalar(text: str) -> Any:
     return value if value - value == 0.0 else None  # NaN and infinities are missing
 
 
+_MISS = object()
+
+
+def _cached(read: Any, size: int = 65_536) -> Any:
+    """`read` with a memo of its first `size` distinct cells: categorical and small integer
+    columns repeat the same few texts, which then cost a dict look-up instead of a parse."""
+    memo: dict[str, Any] = {}
+
+    def cell(text: str) -> Any:
+        value = memo.get(text, _MISS)
+        if value is _MISS:
+            value = read(text)
+            if len(memo) < size:
+                memo[text] = value
+        return value
+
+    return cell
+
+
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
@@ -80,7 +99,7 @@ def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterato
         t = header.index(target)
         names = [name for i, name in enumerate(header) if i != t]
         width = len(header)
-        scalar = _scalar
+        scalar = _cached(_scalar)
         rows = reader if limit is None else itertools.islice(reader, limit)
         try:
             for row in rows:

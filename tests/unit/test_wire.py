@@ -370,3 +370,30 @@ def test_a_label_without_x_is_the_delayed_label_of_an_id():
     assert decoder.decode(b'{"id": 7, "y": 1}').reason == "bad_id"
     assert decoder.decode(b'{"y": 1}').reason == "missing_x"  # no id: nothing to join
     assert decoder.decode(b'{"id": "e1"}').reason == "missing_x"
+
+
+_values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from([1e12, -1e12, 1e12 + 1, 2**63, -(2**63), 2**62]),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(min_size=1, max_size=12), _values, min_size=1, max_size=5))
+def test_the_fast_path_for_plain_numbers_decides_as_the_full_check(x):
+    decoder = Decoder(limits=Limits(max_feature_name_chars=8))
+    value = json.dumps({"x": x, "y": 1}).encode()
+    fast = decoder.decode(value)
+    import consumers.wire as wire
+
+    plain, wire._plain = wire._plain, lambda *args: False
+    try:
+        full = decoder.decode(value)
+    finally:
+        wire._plain = plain
+    assert fast == full
