@@ -29,6 +29,7 @@ from river import (
 )
 from river.tree.base import Branch
 
+from pipeline.leaves import FastLeaves
 from pipeline.neighbors import WindowKNN
 from pipeline.onevsrest import OneVsRest, Scaled
 from pipeline.preprocessing import tag_strings
@@ -91,8 +92,9 @@ class TagStrings:
         return super().predict_proba_one(tag_strings(x), **kwargs)  # type: ignore[misc]
 
 
-class HoeffdingTree(TagStrings, tree.HoeffdingTreeClassifier):
-    """River's `HoeffdingTreeClassifier`, its input through `tag_strings`."""
+class HoeffdingTree(TagStrings, FastLeaves, tree.HoeffdingTreeClassifier):
+    """River's `HoeffdingTreeClassifier`, its input through `tag_strings`, its naive Bayes
+    leaves computed by `pipeline.leaves` (the same numbers, a fraction of the cost)."""
 
 
 class HoeffdingAdaptiveTree(TagStrings, tree.HoeffdingAdaptiveTreeClassifier):

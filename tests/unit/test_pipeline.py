@@ -445,3 +445,25 @@ def test_the_one_member_step_equals_the_general_predict_then_learn(preset):
     for name in ("m", "ensemble"):
         assert (a[name].accuracy, a[name].drifts, a[name].learned, a[name].f1) == (
             b[name].accuracy, b[name].drifts, b[name].learned, b[name].f1)
+
+
+@pytest.mark.parametrize("leaves", ["nba", "nb"])
+@pytest.mark.parametrize("stream", ["led", "agrawal"])
+def test_the_inlined_naive_bayes_leaves_give_rivers_probabilities_exactly(leaves, stream):
+    from river.datasets import synth
+
+    from pipeline.presets import HoeffdingTree
+
+    rows = (synth.LEDDrift(seed=1, noise_percentage=0.1, irrelevant_features=True) if
+            stream == "led" else synth.Agrawal(seed=1)).take(3000)
+    ours = HoeffdingTree(grace_period=50, delta=0.01, leaf_prediction=leaves)
+    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01, leaf_prediction=leaves)
+    rng = random.Random(7)
+    for x, y in rows:
+        if rng.random() < 0.1:
+            del x[rng.choice(list(x))]  # a missing feature now and then
+        assert ours.predict_proba_one(x) == river.predict_proba_one(x)
+        ours.learn_one(x, y)
+        river.learn_one(x, y)
+    if stream == "agrawal":  # 10 classes need more events to split; 2 do not
+        assert ours.height > 1  # leaves made at a split are the inlined ones too
