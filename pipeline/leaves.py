@@ -25,7 +25,8 @@ def naive_bayes(x: dict, stats: dict, splitters: dict) -> dict:
     total_weight = sum(stats.values())
     if not stats or total_weight == 0:
         return {}
-    observed = []  # (value, per-class Gaussians) or (value, splitter): in the splitters' order
+    # (Gaussian?, value, per-class Gaussians or the splitter), in the splitters' order
+    observed: list[tuple[bool, Any, Any]] = []
     for att, splitter in splitters.items():
         if att in x:
             if type(splitter) is GaussianSplitter:
@@ -81,7 +82,7 @@ class FastLeafNaiveBayesAdaptive(LeafNaiveBayesAdaptive):
     def learn_one(self, x: dict, y: Any, *, w: float = 1.0, tree: Any = None) -> None:
         if self.is_active():
             stats = self.stats
-            if not stats or max(stats, key=stats.get) == y:  # the majority class was right
+            if not stats or max(stats, key=stats.__getitem__) == y:  # the majority was right
                 self._mc_correct_weight += w
             nb_pred = naive_bayes(x, stats, self.splitters)
             if nb_pred and max(nb_pred, key=nb_pred.get) == y:
