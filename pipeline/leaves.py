@@ -85,7 +85,7 @@ class FastLeafNaiveBayesAdaptive(LeafNaiveBayesAdaptive):
             if not stats or max(stats, key=stats.__getitem__) == y:  # the majority was right
                 self._mc_correct_weight += w
             nb_pred = naive_bayes(x, stats, self.splitters)
-            if nb_pred and max(nb_pred, key=nb_pred.get) == y:
+            if nb_pred and max(nb_pred, key=nb_pred.__getitem__) == y:
                 self._nb_correct_weight += w
         super(LeafNaiveBayesAdaptive, self).learn_one(x, y, w=w, tree=tree)
 
