@@ -83,14 +83,17 @@ class WindowKNN(base.Classifier):
         if not m:
             return {}
         v = self._vector(x)
-        d = self._sq[:m] - 2.0 * (self._X[:m] @ v)  # the distance less |v|^2, the same for all
+        d = self._X[:m] @ v
+        d *= -2.0
+        d += self._sq[:m]  # the squared distance less |v|^2, the same for all: in place
         k = min(self.k, m)
-        nearest = np.argpartition(d, k - 1)[:k] if k < m else range(m)
+        nearest = d.argpartition(k - 1)[:k].tolist() if k < m else range(m)
         proba: dict[Any, float] = {}
         ys = self._y
+        share = 1.0 / k
         for j in nearest:
             label = ys[j]
-            proba[label] = proba.get(label, 0.0) + 1.0 / k
+            proba[label] = proba.get(label, 0.0) + share
         return proba
 
     @property
