@@ -16,9 +16,9 @@ from typing import Any
 
 from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
-from consumers.records import Record, where
+from consumers.records import Record, events_partition, is_labels_slot, labels_slot, where
 from consumers.source import Source
-from consumers.wire import MODEL_ERROR, REASONS, Decoder, Event, Rejection
+from consumers.wire import MODEL_ERROR, NOT_A_LABEL, REASONS, Decoder, Event, Rejection
 from driftline.backoff import Backoff
 from driftline.checkpoint import State
 from driftline.checkpointing import Checkpointer
@@ -57,6 +57,7 @@ class Service:
         predictions: Predictions | None = None,
         new_learner: Callable[[], DriftEnsemble] | None = None,
         pending: PendingLabels | None = None,
+        labels_topic: str | None = None,
     ) -> None:
         # A `Partitioned` pipeline is partition scope: a learner per input partition, each made
         # by `new_learner` at the partition's first assignment.
@@ -74,6 +75,12 @@ class Service:
         self._pending: set[int] = set()  # assigned partitions whose state is not restored yet
         self.fatal: DriftlineError | None = None  # raised by the loop (from a callback)
         self.pending = pending if pending is not None else PendingLabels()
+        # Labels topic (its partition p is the source's ~p): a label whose event is still to be
+        # read from a partition behind is not processed yet; its partition waits, paused.
+        self.labels_topic = labels_topic
+        self._behind: Callable[[int], bool] = lambda partition: False
+        self._deferred: dict[int, int] = {}  # labels slot -> offset of its first label deferred
+        self._paused: dict[int, int | None] = {}  # labels slot -> its events' offset then
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.decoder = decoder or Decoder()
@@ -182,7 +189,8 @@ class Service:
             else:
                 if self.partitioned:
                     for p in partitions:
-                        self._learner(p)
+                        if not is_labels_slot(p):
+                            self._learner(p)
                 self.checkpointer.on_assign(source, partitions)
             self._refresh_stats()
 
@@ -214,15 +222,19 @@ class Service:
                     self.checkpointer.forget(partitions)
                 continue
             p = int(unit.rsplit("-", 1)[1])
+            slots = [s for s in partitions if events_partition(s) == p]  # its labels' too
             if state is None:
                 self.pipeline[p] = self._fresh()
-                self.checkpointer.adopt(p, None)
+                for slot in slots:
+                    self.checkpointer.adopt(slot, None)
             else:
                 self.pipeline[p] = state.pipeline
-                self.checkpointer.adopt(p, state.offsets.get(p))
+                for slot in slots:
+                    self.checkpointer.adopt(slot, state.offsets.get(slot))
         if self.partitioned:
             for p in partitions:
-                self._learner(p)
+                if not is_labels_slot(p):
+                    self._learner(p)
         self.checkpointer.on_assign(source, partitions)
         self.checkpointer.mark_good(self._state())  # nothing uncommitted is in memory now
         self._pending = set()
@@ -268,6 +280,7 @@ class Service:
             self._pending -= set(partitions)
             for p in partitions:
                 self._partition_models.pop(p, None)
+                self._paused.pop(p, None)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -292,16 +305,36 @@ class Service:
         offsets = self.checkpointer.offsets
         first_offsets = self.checkpointer.first_offsets
         reasons = self.dead_letter_reasons
+        labels_topic = self.labels_topic
+        deferred = self._deferred
+        deferred.clear()
+        if labels_topic is not None and any(r.topic == labels_topic for r in records):
+            # Events first: a label may name an event of the same batch.
+            records = ([r for r in records if r.topic != labels_topic]
+                       + [r for r in records if r.topic == labels_topic])
         learned = unlabelled = dead = sent = 0
         for record in records:
-            partition = record.partition
-            if pending and partition in pending:
+            partition = slot = record.partition
+            if labels_topic is not None and record.topic == labels_topic:
+                slot = labels_slot(partition)
+                if slot in deferred:
+                    continue  # behind a deferred label of its partition
+            if pending and slot in pending:
                 continue  # its state is not restored yet: read again once it is
             if partitioned and partition != current:
                 current = partition
                 step = self._learner(partition).step
                 touched.add(partition)
             event = decode(record.value)
+            if slot < 0 and not isinstance(event, Rejection):
+                if event.x is not None or event.y is None or event.id is None:
+                    event = Rejection(NOT_A_LABEL, f"{labels_topic} takes labels only: "
+                                      '{"id": ..., "y": ...}')
+                elif (event.id not in self.pending.waiting
+                      and event.id not in self.pending.labelled and self._behind(partition)):
+                    # Its event may be among the records still to be read: later.
+                    deferred[slot] = record.offset
+                    continue
             if not isinstance(event, Rejection):
                 x = event.x
                 if x is None or (event.y is None and event.id is not None):
@@ -352,9 +385,9 @@ class Service:
                 reasons[event.reason] += 1
                 dead += 1
                 sent += 1
-            if partition not in offsets:  # where a roll back restarts a partition never saved
-                first_offsets.setdefault(partition, record.offset)
-            offsets[partition] = record.offset + 1
+            if slot not in offsets:  # where a roll back restarts a partition never saved
+                first_offsets.setdefault(slot, record.offset)
+            offsets[slot] = record.offset + 1
         if sent:  # before the offsets can be committed or checkpointed; given up on SIGTERM
             self.dead_letters.flush(cancel=self._stop.is_set)
         outcomes = self.outcomes
@@ -404,8 +437,8 @@ class Service:
             models=self._models,
             outcomes=dict(self.outcomes),
             dead_letters=dict(self.dead_letter_reasons),
-            lag=self._lag,
-            assigned=self._assigned,
+            lag={p: n for p, n in self._lag.items() if not is_labels_slot(p)},
+            assigned=tuple(p for p in self._assigned if not is_labels_slot(p)),
             restored_offsets=self.checkpointer.restored_offsets,
             started=self.started,
             last_poll=self._last_poll,
@@ -422,6 +455,8 @@ class Service:
     def run(self, source: Source, stop: threading.Event, poll_timeout_ms: int = 200) -> None:
         """Poll, process and emit until `stop` is set; then a final checkpoint and commit."""
         self._stop = stop
+        if self.labels_topic is not None:
+            self._behind = source.behind
         backoff = Backoff()
         last_watch = 0.0
         unassigned_since = time.monotonic()
@@ -448,6 +483,8 @@ class Service:
                             records = [r for r in records if r.partition not in restoring]
                         if records:
                             self._process(records)
+                        if self._deferred or self._paused:
+                            self._hold_labels(source)
                         self._last_poll = time.time()
                         if self.checkpointer.due():
                             self.checkpoint()
@@ -482,6 +519,28 @@ class Service:
                 self._publish()
         finally:
             self._shutdown(source)
+
+    def _hold_labels(self, source: Source) -> None:
+        """Labels partitions: from a deferred label on, read again later, paused until their
+        events partition has moved on or has nothing left to read."""
+        offsets = self.checkpointer.offsets
+        for slot, offset in self._deferred.items():
+            try:
+                source.seek(slot, offset)
+                source.pause(slot)
+            except StreamError as exc:  # revoked meanwhile: its new owner reads it
+                log.debug("holding %s labels: %s", slot, exc)
+                continue
+            self._paused[slot] = offsets.get(events_partition(slot))
+        self._deferred.clear()
+        for slot, then in list(self._paused.items()):
+            p = events_partition(slot)
+            if offsets.get(p) != then or not source.behind(p):
+                del self._paused[slot]
+                try:
+                    source.resume(slot)
+                except StreamError as exc:
+                    log.debug("resuming %s labels: %s", slot, exc)
 
     def _watch_assignment(self, source: Source, now: float, unassigned_since: float) -> float:
         """Rejoin when no partition has been assigned for a while (a join that raced the
