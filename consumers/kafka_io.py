@@ -167,6 +167,9 @@ class KafkaSource:
         self.topic = topic
         self.labels_topic = labels_topic
         self._topics = [topic] if labels_topic is None else [topic, labels_topic]
+        # Held back by `pause`: their records are dropped from polls. (The client's own pause
+        # loses a partition for good once it is resumed after records were fetched for it.)
+        self._paused: set[Any] = set()
         options: dict[str, Any] = {}
         if group_instance_id:
             options["group_instance_id"] = group_instance_id
@@ -196,6 +199,7 @@ class KafkaSource:
         on_lost = on_lost or on_revoke
 
         def call(callback: OnPartitions | None, partitions: Any) -> None:
+            source._paused.difference_update(partitions)
             mine = sorted(source._slot(tp) for tp in partitions if tp.topic in source._topics)
             if mine and callback is not None:
                 callback(source, mine)
@@ -239,6 +243,8 @@ class KafkaSource:
         """
         with _broker(f"poll {self.topic}"):
             batches = self._consumer.poll(timeout_ms=timeout_ms)
+        if self._paused:
+            batches = {tp: b for tp, b in batches.items() if tp not in self._paused}
         if len(batches) == 1:
             return next(iter(batches.values()))
         out: list[Record] = []
@@ -273,7 +279,7 @@ class KafkaSource:
         """Whether records of `partition` remain to be polled (True while not known)."""
         tp = self._tp(partition)
         high = self._consumer.highwater(tp)
-        if high is None:
+        if high is None or tp in self._paused:  # paused: its records were dropped, not read
             return True
         try:
             position = self._consumer.position(tp, timeout_ms=0)
@@ -282,10 +288,12 @@ class KafkaSource:
         return position is None or position < high
 
     def pause(self, partition: int) -> None:
-        self._consumer.pause(self._tp(partition))
+        """Drop the records of `partition` from polls until `resume`, which must seek it back
+        to where it is to be read from."""
+        self._paused.add(self._tp(partition))
 
     def resume(self, partition: int) -> None:
-        self._consumer.resume(self._tp(partition))
+        self._paused.discard(self._tp(partition))
 
     def commit(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
         """Commit, per partition, the offset of the next event to read (for lag monitoring)."""

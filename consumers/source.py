@@ -52,7 +52,8 @@ class Source(Protocol):
         ...
 
     def pause(self, partition: int) -> None:
-        """Poll nothing of `partition` until `resume`; a rebalance resumes it."""
+        """Poll nothing of `partition` until `resume` (then seek it where it is to be read from
+        again); a rebalance resumes it."""
         ...
 
     def resume(self, partition: int) -> None: ...

@@ -8,6 +8,7 @@ and a synchronous commit are written.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -75,12 +76,15 @@ class Service:
         self._pending: set[int] = set()  # assigned partitions whose state is not restored yet
         self.fatal: DriftlineError | None = None  # raised by the loop (from a callback)
         self.pending = pending if pending is not None else PendingLabels()
-        # Labels topic (its partition p is the source's ~p): a label whose event is still to be
-        # read from a partition behind is not processed yet; its partition waits, paused.
+        # Labels topic (its partition p is the source's ~p). Partitions p and ~p are read in
+        # the order they were written (Kafka timestamps), as one stream: a record newer than
+        # the next one of the other, or than records of the other not polled yet, waits (its
+        # partition paused); so does a label whose event is still to be read.
         self.labels_topic = labels_topic
         self._behind: Callable[[int], bool] = lambda partition: False
-        self._deferred: dict[int, int] = {}  # labels slot -> offset of its first label deferred
-        self._paused: dict[int, int | None] = {}  # labels slot -> its events' offset then
+        self._deferred: dict[int, Record] = {}  # slot -> its first record deferred
+        # slot -> (the other's offset then, the record deferred)
+        self._paused: dict[int, tuple[int | None, Record]] = {}
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.decoder = decoder or Decoder()
@@ -174,6 +178,8 @@ class Service:
             self.dead_letters.clear_failures()
             if self.predictions is not None:
                 self.predictions.discard()
+            self._deferred.clear()
+            self._release_all(source)
             state = self.checkpointer.roll_back(source)
             if state is not None:
                 self._carry_on_from(state)
@@ -308,17 +314,34 @@ class Service:
         labels_topic = self.labels_topic
         deferred = self._deferred
         deferred.clear()
-        if labels_topic is not None and any(r.topic == labels_topic for r in records):
-            # Events first: a label may name an event of the same batch.
-            records = ([r for r in records if r.topic != labels_topic]
-                       + [r for r in records if r.topic == labels_topic])
+        behind: dict[int, bool] = {}  # the source's positions do not move within a batch
+        remaining: dict[int, int] = {}  # slot -> its records still ahead in this batch
+        paused = self._paused
+        if labels_topic is not None:
+            records = self._merge(records, labels_topic, remaining)
+
         learned = unlabelled = dead = sent = 0
         for record in records:
             partition = slot = record.partition
-            if labels_topic is not None and record.topic == labels_topic:
-                slot = labels_slot(partition)
+            if labels_topic is not None:
+                if record.topic == labels_topic:
+                    slot = labels_slot(partition)
+                remaining[slot] -= 1
                 if slot in deferred:
-                    continue  # behind a deferred label of its partition
+                    continue  # after a deferred record of its partition
+                other = ~slot
+                held = deferred.get(other) or (paused[other][1] if other in paused else None)
+                if held is not None:
+                    wait = record.timestamp > held.timestamp  # the other's next is older
+                elif remaining.get(other):
+                    wait = False  # the other's next records follow in this batch: newer
+                else:  # the other's next is not polled yet: it may be older
+                    if other not in behind:
+                        behind[other] = self._behind(other)
+                    wait = behind[other]
+                if wait:
+                    deferred[slot] = record
+                    continue
             if pending and slot in pending:
                 continue  # its state is not restored yet: read again once it is
             if partitioned and partition != current:
@@ -333,7 +356,7 @@ class Service:
                 elif (event.id not in self.pending.waiting
                       and event.id not in self.pending.labelled and self._behind(partition)):
                     # Its event may be among the records still to be read: later.
-                    deferred[slot] = record.offset
+                    deferred[slot] = record
                     continue
             if not isinstance(event, Rejection):
                 x = event.x
@@ -422,6 +445,7 @@ class Service:
                 self.metrics.label_delay.observe(max(0.0, now - waiting.arrived))
                 if not outcome.handled:
                     return Rejection(MODEL_ERROR, "; ".join(f"{n}: {e}" for n, e in outcome.failed))
+                self._score(waiting.prediction, event.y)
                 return None
             if event.id in pending.waiting:
                 return Rejection(DUPLICATE_ID, f"an event of id {event.id!r} waits already")
@@ -431,6 +455,19 @@ class Service:
             return prediction
         except LimitExceeded as exc:
             return Rejection(exc.reason, str(exc))
+
+    def _score(self, prediction: Prediction, y: object) -> None:
+        """Count the prediction made at arrival against its delayed label."""
+        predicted, correct = self.predicted, self.correct
+        for name, guess in zip(self._names, prediction.members, strict=False):
+            if guess is not None:
+                predicted[name] += 1
+                if guess == y:
+                    correct[name] += 1
+        if prediction.label is not None:
+            predicted[ENSEMBLE] += 1
+            if prediction.label == y:
+                correct[ENSEMBLE] += 1
 
     def _publish(self) -> None:
         self.metrics.publish(Snapshot(
@@ -469,6 +506,7 @@ class Service:
                     log.warning("%s; retrying in %.1f s", exc, delay)
                     stop.wait(delay)
                     with self._lock:
+                        self._release_all(source)
                         self.checkpointer.rewind(source)
                     continue
                 if self.fatal is not None:
@@ -515,32 +553,57 @@ class Service:
                     log.warning("%s; retrying in %.1f s", exc, delay)
                     stop.wait(delay)
                     with self._lock:
+                        self._release_all(source)
                         self.checkpointer.rewind(source)
                 self._publish()
         finally:
             self._shutdown(source)
 
+    @staticmethod
+    def _merge(records: list[Record], labels_topic: str,
+               counts: dict[int, int]) -> list[Record]:
+        """The batch in the order it was written (by timestamp, events first at a tie), each
+        partition's records in offset order still; `counts` gets each partition's records."""
+        runs: dict[int, list[Record]] = {}
+        for r in records:
+            slot = labels_slot(r.partition) if r.topic == labels_topic else r.partition
+            runs.setdefault(slot, []).append(r)
+        for slot, run in runs.items():
+            counts[slot] = len(run)
+        if len(runs) == 1:
+            return records
+        return list(heapq.merge(*runs.values(),
+                                key=lambda r: (r.timestamp, r.topic == labels_topic)))
+
     def _hold_labels(self, source: Source) -> None:
-        """Labels partitions: from a deferred label on, read again later, paused until their
-        events partition has moved on or has nothing left to read."""
+        """Partitions with a deferred record: read again from it later, paused until the
+        other partition of their pair has moved on or has nothing left to read."""
         offsets = self.checkpointer.offsets
-        for slot, offset in self._deferred.items():
-            try:
-                source.seek(slot, offset)
-                source.pause(slot)
-            except StreamError as exc:  # revoked meanwhile: its new owner reads it
-                log.debug("holding %s labels: %s", slot, exc)
-                continue
-            self._paused[slot] = offsets.get(events_partition(slot))
+        for slot, record in self._deferred.items():
+            source.pause(slot)
+            self._paused[slot] = (offsets.get(~slot), record)
         self._deferred.clear()
-        for slot, then in list(self._paused.items()):
-            p = events_partition(slot)
-            if offsets.get(p) != then or not source.behind(p):
-                del self._paused[slot]
-                try:
-                    source.resume(slot)
-                except StreamError as exc:
-                    log.debug("resuming %s labels: %s", slot, exc)
+        paused = self._paused
+        # The other has moved on, has nothing left, or waits too (then both are read again
+        # and the older goes first).
+        free = [(slot, record.offset) for slot, (then, record) in paused.items()
+                if offsets.get(~slot) != then or ~slot in paused or not source.behind(~slot)]
+        for slot, offset in free:
+            self._release(source, slot, offset)
+
+    def _release(self, source: Source, slot: int, deferred: int) -> None:
+        """Read a held partition again, from the first record not processed."""
+        del self._paused[slot]
+        source.resume(slot)
+        try:
+            source.seek(slot, self.checkpointer.offsets.get(slot, deferred))
+        except StreamError as exc:  # revoked meanwhile: its new owner reads it
+            log.debug("resuming %s labels: %s", slot, exc)
+
+    def _release_all(self, source: Source) -> None:
+        """Before the consumer goes back to our offsets: no partition held any more."""
+        for slot, (_, record) in list(self._paused.items()):
+            self._release(source, slot, record.offset)
 
     def _watch_assignment(self, source: Source, now: float, unassigned_since: float) -> float:
         """Rejoin when no partition has been assigned for a while (a join that raced the
