@@ -37,6 +37,7 @@ log = logging.getLogger("driftline.service")
 WATCH_INTERVAL = 1.0  # seconds between two readings of the lag and the assignment
 UNASSIGNED_REJOIN = 20.0  # seconds without any assigned partition before rejoining the group
 SHUTDOWN_FLUSH_SECONDS = 2.0  # the final wait for dead letters (the broker may be away)
+HOLD_LIMIT = 20_000  # records of a partition held back, at most, before polling it pauses
 
 
 class Service:
@@ -76,15 +77,15 @@ class Service:
         self._pending: set[int] = set()  # assigned partitions whose state is not restored yet
         self.fatal: DriftlineError | None = None  # raised by the loop (from a callback)
         self.pending = pending if pending is not None else PendingLabels()
-        # Labels topic (its partition p is the source's ~p). Partitions p and ~p are read in
+        # Labels topic (its partition p is the source's ~p). Partitions p and ~p are taken in
         # the order they were written (Kafka timestamps), as one stream: a record newer than
-        # the next one of the other, or than records of the other not polled yet, waits (its
-        # partition paused); so does a label whose event is still to be read.
+        # the next one of the other, or than records of the other not polled yet, waits in
+        # memory, unprocessed (its offset not consumed); so does a label whose event may still
+        # be to read.
         self.labels_topic = labels_topic
         self._behind: Callable[[int], bool] = lambda partition: False
-        self._deferred: dict[int, Record] = {}  # slot -> its first record deferred
-        # slot -> (the other's offset then, the record deferred)
-        self._paused: dict[int, tuple[int | None, Record]] = {}
+        self._held: dict[int, list[Record]] = {}  # slot -> its records waiting, in order
+        self._paused: set[int] = set()  # slots holding HOLD_LIMIT records: no more polled
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.decoder = decoder or Decoder()
@@ -178,7 +179,6 @@ class Service:
             self.dead_letters.clear_failures()
             if self.predictions is not None:
                 self.predictions.discard()
-            self._deferred.clear()
             self._release_all(source)
             state = self.checkpointer.roll_back(source)
             if state is not None:
@@ -286,7 +286,8 @@ class Service:
             self._pending -= set(partitions)
             for p in partitions:
                 self._partition_models.pop(p, None)
-                self._paused.pop(p, None)
+                self._held.pop(p, None)
+                self._paused.discard(p)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -312,11 +313,9 @@ class Service:
         first_offsets = self.checkpointer.first_offsets
         reasons = self.dead_letter_reasons
         labels_topic = self.labels_topic
-        deferred = self._deferred
-        deferred.clear()
+        deferred: dict[int, list[Record]] = {}  # slot -> its records left for later
         behind: dict[int, bool] = {}  # the source's positions do not move within a batch
         remaining: dict[int, int] = {}  # slot -> its records still ahead in this batch
-        paused = self._paused
         if labels_topic is not None:
             records = self._merge(records, labels_topic, remaining)
 
@@ -328,11 +327,11 @@ class Service:
                     slot = labels_slot(partition)
                 remaining[slot] -= 1
                 if slot in deferred:
-                    continue  # after a deferred record of its partition
+                    deferred[slot].append(record)  # after a deferred record of its partition
+                    continue
                 other = ~slot
-                held = deferred.get(other) or (paused[other][1] if other in paused else None)
-                if held is not None:
-                    wait = record.timestamp > held.timestamp  # the other's next is older
+                if other in deferred:
+                    wait = record.timestamp > deferred[other][0].timestamp  # that one is older
                 elif remaining.get(other):
                     wait = False  # the other's next records follow in this batch: newer
                 else:  # the other's next is not polled yet: it may be older
@@ -340,7 +339,7 @@ class Service:
                         behind[other] = self._behind(other)
                     wait = behind[other]
                 if wait:
-                    deferred[slot] = record
+                    deferred[slot] = [record]
                     continue
             if pending and slot in pending:
                 continue  # its state is not restored yet: read again once it is
@@ -356,7 +355,7 @@ class Service:
                 elif (event.id not in self.pending.waiting
                       and event.id not in self.pending.labelled and self._behind(partition)):
                     # Its event may be among the records still to be read: later.
-                    deferred[slot] = record
+                    deferred[slot] = [record]
                     continue
             if not isinstance(event, Rejection):
                 x = event.x
@@ -411,6 +410,8 @@ class Service:
             if slot not in offsets:  # where a roll back restarts a partition never saved
                 first_offsets.setdefault(slot, record.offset)
             offsets[slot] = record.offset + 1
+        if labels_topic is not None:
+            self._held = deferred
         if sent:  # before the offsets can be committed or checkpointed; given up on SIGTERM
             self.dead_letters.flush(cancel=self._stop.is_set)
         outcomes = self.outcomes
@@ -519,10 +520,10 @@ class Service:
                             restoring = set(self._pending)
                             self._restore_units(source)
                             records = [r for r in records if r.partition not in restoring]
-                        if records:
+                        if records or self._held:
                             self._process(records)
-                        if self._deferred or self._paused:
-                            self._hold_labels(source)
+                        if self._held or self._paused:
+                            self._limit_held(source)
                         self._last_poll = time.time()
                         if self.checkpointer.due():
                             self.checkpoint()
@@ -559,51 +560,49 @@ class Service:
         finally:
             self._shutdown(source)
 
-    @staticmethod
-    def _merge(records: list[Record], labels_topic: str,
+    def _merge(self, records: list[Record], labels_topic: str,
                counts: dict[int, int]) -> list[Record]:
-        """The batch in the order it was written (by timestamp, events first at a tie), each
-        partition's records in offset order still; `counts` gets each partition's records."""
-        runs: dict[int, list[Record]] = {}
+        """The records held back and the batch, in the order they were written (by timestamp,
+        events first at a tie), each partition's in offset order still; `counts` gets each
+        partition's records."""
+        runs: dict[int, list[Record]] = self._held
+        self._held = {}
         for r in records:
             slot = labels_slot(r.partition) if r.topic == labels_topic else r.partition
             runs.setdefault(slot, []).append(r)
         for slot, run in runs.items():
             counts[slot] = len(run)
         if len(runs) == 1:
-            return records
+            return next(iter(runs.values()))
         return list(heapq.merge(*runs.values(),
                                 key=lambda r: (r.timestamp, r.topic == labels_topic)))
 
-    def _hold_labels(self, source: Source) -> None:
-        """Partitions with a deferred record: read again from it later, paused until the
-        other partition of their pair has moved on or has nothing left to read."""
-        offsets = self.checkpointer.offsets
-        for slot, record in self._deferred.items():
-            source.pause(slot)
-            self._paused[slot] = (offsets.get(~slot), record)
-        self._deferred.clear()
-        paused = self._paused
-        # The other has moved on, has nothing left, or waits too (then both are read again
-        # and the older goes first).
-        free = [(slot, record.offset) for slot, (then, record) in paused.items()
-                if offsets.get(~slot) != then or ~slot in paused or not source.behind(~slot)]
-        for slot, offset in free:
-            self._release(source, slot, offset)
-
-    def _release(self, source: Source, slot: int, deferred: int) -> None:
-        """Read a held partition again, from the first record not processed."""
-        del self._paused[slot]
-        source.resume(slot)
-        try:
-            source.seek(slot, self.checkpointer.offsets.get(slot, deferred))
-        except StreamError as exc:  # revoked meanwhile: its new owner reads it
-            log.debug("resuming %s labels: %s", slot, exc)
+    def _limit_held(self, source: Source) -> None:
+        """Past HOLD_LIMIT records held for a partition, poll no more of it (a backlog of small
+        labels would otherwise be read whole into memory); below half, read on after them."""
+        held = self._held
+        for slot, records in held.items():
+            if len(records) >= HOLD_LIMIT and slot not in self._paused:
+                source.pause(slot)
+                self._paused.add(slot)
+        for slot in [s for s in self._paused if len(held.get(s, ())) < HOLD_LIMIT // 2]:
+            self._paused.discard(slot)
+            source.resume(slot)
+            kept = held.get(slot)
+            after = kept[-1].offset + 1 if kept else self.checkpointer.offsets.get(slot)
+            try:
+                if after is not None:
+                    source.seek(slot, after)  # what was polled while paused was dropped
+            except StreamError as exc:  # revoked meanwhile: its new owner reads it
+                log.debug("resuming %s: %s", slot, exc)
 
     def _release_all(self, source: Source) -> None:
-        """Before the consumer goes back to our offsets: no partition held any more."""
-        for slot, (_, record) in list(self._paused.items()):
-            self._release(source, slot, record.offset)
+        """Before the consumer goes back to our offsets: nothing held or paused any more (what
+        was held is read again from there)."""
+        self._held = {}
+        for slot in self._paused:
+            source.resume(slot)
+        self._paused = set()
 
     def _watch_assignment(self, source: Source, now: float, unassigned_since: float) -> float:
         """Rejoin when no partition has been assigned for a while (a join that raced the

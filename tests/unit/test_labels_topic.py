@@ -85,8 +85,8 @@ def serve(events, labels, batch=50):
     service._behind = source.behind
     for _ in range(1000):
         service.process(source.poll())
-        service._hold_labels(source)
-        if source.exhausted() and not source.paused:
+        service._limit_held(source)
+        if source.exhausted() and not source.paused and not service._held:
             break
     return service, sink, source
 
