@@ -214,7 +214,10 @@ class Checkpointer:
                     self.state_store.write(unit_key(self.scope, p), State(
                         pipeline=state.pipeline[p],
                         offsets={s: o for s, o in offsets.items() if events_partition(s) == p},
-                        created=state.created))
+                        created=state.created,
+                        # its events waiting for a label (a PartitionedPending's store)
+                        pending=(state.pending.get(p) if isinstance(state.pending, dict)
+                                 else None)))
         elif moved:
             self.state_store.write(GLOBAL, state)
         self.transactions.flush()

@@ -26,7 +26,7 @@ from driftline.checkpointing import Checkpointer
 from driftline.errors import DriftlineError
 from driftline.metrics import Metrics
 from driftline.predictions import Predictions
-from driftline.scope import GLOBAL, PARTITION, Partitioned
+from driftline.scope import GLOBAL, PARTITION, Partitioned, PartitionedPending
 from driftline.snapshot import DEAD_LETTERED, LEARNED, OUTCOMES, UNLABELLED, Snapshot
 from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats, Prediction
 from pipeline.names import ENSEMBLE
@@ -76,7 +76,11 @@ class Service:
         self._owned: set[int] = set()
         self._pending: set[int] = set()  # assigned partitions whose state is not restored yet
         self.fatal: DriftlineError | None = None  # raised by the loop (from a callback)
-        self.pending = pending if pending is not None else PendingLabels()
+        pending = pending if pending is not None else PendingLabels()
+        # Partition scope: a store per partition, saved with the partition's learner.
+        self.pending: PendingLabels | PartitionedPending = (
+            PartitionedPending(pending.max_pending, pending.max_age) if self.partitioned
+            else pending)
         # Labels topic (its partition p is the source's ~p). Partitions p and ~p are taken in
         # the order they were written (Kafka timestamps), as one stream: a record newer than
         # the next one of the other, or than records of the other not polled yet, waits in
@@ -118,9 +122,10 @@ class Service:
 
     def _carry_on_from(self, state: State) -> None:
         self.pipeline = state.pipeline
-        if state.pending is not None:  # keeping our bounds: the settings may have changed
-            state.pending.max_pending = self.pending.max_pending
-            state.pending.max_age = self.pending.max_age
+        if isinstance(state.pending, PendingLabels | PartitionedPending) and (
+                isinstance(state.pending, PartitionedPending) == self.partitioned):
+            # Keeping our bounds: the settings may have changed.
+            self._bound(state.pending)
             self.pending = state.pending
         # Counters carry on across restarts.
         self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
@@ -129,6 +134,16 @@ class Service:
         self.correct.update(state.predictions_correct or {})
         self._refresh_stats()
         self._publish()
+
+    def _bound(self, pending: PendingLabels | PartitionedPending) -> None:
+        if isinstance(pending, PartitionedPending):
+            pending.bound(self.pending.max_pending, self.pending.max_age)
+        else:
+            pending.max_pending, pending.max_age = self.pending.max_pending, self.pending.max_age
+
+    def _pending_of(self, partition: int) -> PendingLabels:
+        pending = self.pending
+        return pending.of(partition) if isinstance(pending, PartitionedPending) else pending
 
     def _refresh_stats(self, partitions: set[int] | None = None) -> None:
         """The figures of the global learner, or of the partitions' (`None`: every owned one)."""
@@ -229,12 +244,19 @@ class Service:
                 continue
             p = int(unit.rsplit("-", 1)[1])
             slots = [s for s in partitions if events_partition(s) == p]  # its labels' too
+            assert isinstance(self.pending, PartitionedPending)
             if state is None:
                 self.pipeline[p] = self._fresh()
+                self.pending.pop(p, None)
                 for slot in slots:
                     self.checkpointer.adopt(slot, None)
             else:
                 self.pipeline[p] = state.pipeline
+                if isinstance(state.pending, PendingLabels):
+                    self._bound(state.pending)
+                    self.pending[p] = state.pending
+                else:
+                    self.pending.pop(p, None)
                 for slot in slots:
                     self.checkpointer.adopt(slot, state.offsets.get(slot))
         if self.partitioned:
@@ -352,8 +374,8 @@ class Service:
                 if event.x is not None or event.y is None or event.id is None:
                     event = Rejection(NOT_A_LABEL, f"{labels_topic} takes labels only: "
                                       '{"id": ..., "y": ...}')
-                elif (event.id not in self.pending.waiting
-                      and event.id not in self.pending.labelled and self._behind(partition)):
+                elif (event.id not in (waits := self._pending_of(partition)).waiting
+                      and event.id not in waits.labelled and self._behind(partition)):
                     # Its event may be among the records still to be read: later.
                     deferred[slot] = [record]
                     continue
@@ -433,7 +455,7 @@ class Service:
         store per instance: in partition scope, a label whose event was read by another
         instance is unknown here.)"""
         now = record.timestamp / 1000.0 if record.timestamp > 0 else time.time()
-        pending = self.pending
+        pending = self._pending_of(record.partition)
         try:
             if event.x is None:  # the label of an earlier event
                 waiting = pending.take(event.id, now)
@@ -481,7 +503,8 @@ class Service:
             started=self.started,
             last_poll=self._last_poll,
             checkpoint_time=self.checkpointer.saved_time,
-            pending_labels=len(self.pending),
+            pending_labels=(self.pending.waiting if isinstance(self.pending, PartitionedPending)
+                            else len(self.pending)),
             labels_expired=self.pending.expired,
             scope=PARTITION if self.partitioned else GLOBAL,
             partition_models={p: m for p, m in self._partition_models.items()

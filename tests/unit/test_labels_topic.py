@@ -131,3 +131,32 @@ def test_publish_sends_labels_apart_and_keys_events_and_labels_by_id():
     assert [k for _, k in events] == [b"e0", b"e1", b"e2", b"e3", b"e4"]
     assert [k for _, k in labels] == [b"e0", b"e1", b"e2", b"e3", b"e4"]
     assert all(b'"x"' not in v for v, _ in labels) and all(b'"y"' not in v for v, _ in events)
+
+
+def test_partition_scope_kafka_store_keeps_each_partitions_waiting_events_through_a_restart():
+    from tests.unit.test_fleet import ROWS, Broker, kafka_service, run
+
+    events = {p: [encode(x, None, f"p{p}-e{i}") for i, (x, _) in enumerate(ROWS[p::2][:60])]
+              for p in (0, 1)}
+    labels = {p: [encode(None, y, f"p{p}-e{i}") for i, (_, y) in enumerate(ROWS[p::2][:40])]
+              for p in (0, 1)}
+
+    def source(service, upto_labels):
+        made = PartitionedSource("events", events, 7, on_assign=service.on_assign,
+                                 on_revoke=service.on_revoke, labels_topic="events.labels",
+                                 labels={p: v[:upto_labels] for p, v in labels.items()})
+        made.committed_offsets = broker.offsets
+        return made
+
+    broker = Broker(partitions=2)
+    first, _ = kafka_service(broker)
+    first.labels_topic = "events.labels"
+    run(first, source(first, 20))
+    assert broker.offsets == {0: 60, 1: 60, -1: 20, -2: 20}  # both topics' offsets committed
+    second, txn = kafka_service(broker)  # a new process: everything from the state topic
+    second.labels_topic = "events.labels"
+    run(second, source(second, 40))
+    assert second.outcomes == {"learned": 40, "unlabelled": 0, "dead_lettered": 0}
+    assert {p: len(second.pending[p]) for p in (0, 1)} == {0: 20, 1: 20}  # type: ignore[index]
+    assert second.pipeline.labelled == 80 and broker.offsets[-1] == broker.offsets[-2] == 40
+    assert not [t for t, *_ in txn.pending if t == "events.dlq"]
