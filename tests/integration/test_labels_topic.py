@@ -134,3 +134,40 @@ def test_no_labels_topic_is_no_bother(kafka_bootstrap, new_topic, tmp_path: Path
         wait_for(lambda: consuming(port), timeout=60, what="the service consuming")
         assert service.stop() == 0
     assert f"no topic {topic}.labels" in service.output()
+
+
+def test_kafka_store_partition_scope_sigkills_learn_each_event_once(
+    kafka_bootstrap, new_topic, tmp_path, monkeypatch
+):
+    """Two partitions each, states and both topics' offsets in the Kafka store's transactions,
+    waiting events in each partition's unit."""
+    from tests.integration.test_fleet import KEY_ENV, fleet_config
+    from tests.integration.test_fleet import learned as learned_over_partitions
+
+    n = 6000
+    topic = labelled_topics(new_topic, kafka_bootstrap, partitions=2)
+    config = fleet_config(tmp_path, kafka_bootstrap, topic, "one")
+    port = int(config.read_text().split("port = ")[1].split("\n")[0])
+    for name, value in KEY_ENV.items():
+        monkeypatch.setenv(name, value)
+    publisher = publish_delayed(kafka_bootstrap, topic, n, rate=1500)
+    rng = random.Random(7)
+    log = tmp_path / "serve.log"
+    for _ in range(3):
+        with Service(config, log) as service:
+            wait_for(lambda: learned_over_partitions(config) > 0 or publisher.poll() is not None,
+                     timeout=90, what="the service learning")
+            time.sleep(rng.uniform(0.5, 2.0))
+            assert service.proc is not None
+            service.proc.send_signal(signal.SIGKILL)
+            service.proc.wait(10)
+    assert publisher.wait(120) == 0
+    with Service(config, log) as service:
+        wait_for(lambda: learned_over_partitions(config) == n, timeout=180,
+                 what=f"{n} learned over both partitions")
+        time.sleep(2)
+        assert learned_over_partitions(config) == n
+        pending = sample(port, "driftline_pending_labels")
+        dead = sample(port, "driftline_events_total", outcome="dead_lettered")
+        assert service.stop() == 0
+    assert pending == 0 and dead == 0
