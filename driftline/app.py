@@ -79,6 +79,21 @@ def _wait_for_topic(settings: Settings, stop: threading.Event) -> int:
     return 0
 
 
+def _labels_topic(settings: Settings, stop: threading.Event) -> str | None:
+    """The labels topic to read too (`driftline.labels`), asked again while the broker cannot
+    be reached; None when stopped first."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            return labels_topic(settings, lambda topic: topic_partitions(
+                settings.kafka.bootstrap_servers, topic))
+        except StreamError as exc:
+            delay = backoff.next()
+            log.warning("cannot describe the labels topic (%s); retrying in %.1f s", exc, delay)
+            stop.wait(delay)
+    return None
+
+
 class NotConnected:
     """The dead-letter sink until the broker is reached (nothing is dead-lettered before)."""
 
@@ -217,8 +232,9 @@ def serve(settings: Settings) -> int:
         if not partitions:
             return 0
         # Checked once, at start: a labels topic created later is read after a restart.
-        service.labels_topic = labels_topic(
-            settings, lambda topic: topic_partitions(settings.kafka.bootstrap_servers, topic))
+        service.labels_topic = _labels_topic(settings, stop)
+        if stop.is_set():
+            return 0
         # Made up front, in one request, so the first dead letter or prediction does not wait
         # for topic auto-creation. Predictions and states get the input's partitions
         # (predictions are keyed like events; a state per input partition).

@@ -84,8 +84,8 @@ class Service:
         # Labels topic (its partition p is the source's ~p). Partitions p and ~p are taken in
         # the order they were written (Kafka timestamps), as one stream: a record newer than
         # the next one of the other, or than records of the other not polled yet, waits in
-        # memory, unprocessed (its offset not consumed); so does a label whose event may still
-        # be to read.
+        # memory, unprocessed (its offset not consumed). So a label written after its event is
+        # joined after it.
         self.labels_topic = labels_topic
         self._behind: Callable[[int], bool] = lambda partition: False
         self._held: dict[int, list[Record]] = {}  # slot -> its records waiting, in order
@@ -370,15 +370,10 @@ class Service:
                 step = self._learner(partition).step
                 touched.add(partition)
             event = decode(record.value)
-            if slot < 0 and not isinstance(event, Rejection):
-                if event.x is not None or event.y is None or event.id is None:
-                    event = Rejection(NOT_A_LABEL, f"{labels_topic} takes labels only: "
-                                      '{"id": ..., "y": ...}')
-                elif (event.id not in (waits := self._pending_of(partition)).waiting
-                      and event.id not in waits.labelled and self._behind(partition)):
-                    # Its event may be among the records still to be read: later.
-                    deferred[slot] = [record]
-                    continue
+            if slot < 0 and not isinstance(event, Rejection) and (
+                    event.x is not None or event.y is None or event.id is None):
+                event = Rejection(NOT_A_LABEL, f"{labels_topic} takes labels only: "
+                                  '{"id": ..., "y": ...}')
             if not isinstance(event, Rejection):
                 x = event.x
                 if x is None or (event.y is None and event.id is not None):

@@ -129,6 +129,7 @@ class PartitionedSource:
         on_revoke: OnPartitions | None = None,
         labels: Mapping[int, Iterable[bytes | None]] | None = None,
         labels_topic: str | None = None,
+        timestamps: Mapping[int, list[int]] | None = None,
     ) -> None:
         self.topic = topic
         self.records = {
@@ -140,6 +141,9 @@ class PartitionedSource:
         for p, values in (labels or {}).items():
             self.records[~p] = [Record(labels_topic or f"{topic}.labels", p, i, v, 0)
                                 for i, v in enumerate(values)]
+        for p, ts in (timestamps or {}).items():  # Kafka timestamps (ms), else 0
+            self.records[p] = [r._replace(timestamp=t) for r, t in zip(self.records[p], ts,
+                                                                        strict=True)]
         self.paused: set[int] = set()
         self.batch = batch
         self.positions = dict.fromkeys(self.records, 0)

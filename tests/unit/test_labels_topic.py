@@ -75,13 +75,14 @@ def test_a_labels_topic_not_co_partitioned_is_refused_naming_both_topics_and_cou
 # --- the service reading a labels topic -----------------------------------------------------
 
 
-def serve(events, labels, batch=50):
+def serve(events, labels, batch=50, timestamps=None):
     sink = ListSink()
     registry = CollectorRegistry()
     service = Service(build_learner(ONE), DeadLetters(sink, "events.dlq"), Metrics(registry),
                       labels_topic="events.labels")
     source = PartitionedSource("events", {0: events}, batch, on_assign=service.on_assign,
-                               labels={0: labels}, labels_topic="events.labels")
+                               labels={0: labels}, labels_topic="events.labels",
+                               timestamps=timestamps)
     service._behind = source.behind
     for _ in range(1000):
         service.process(source.poll())
@@ -91,12 +92,14 @@ def serve(events, labels, batch=50):
     return service, sink, source
 
 
-def test_labels_ahead_of_their_events_wait_for_them_and_are_each_learned_once():
-    # 200 events without an id first: every label is read before its event.
+def test_labels_polled_ahead_of_their_events_wait_for_them_and_are_each_learned_once():
+    # 200 events without an id first: every label is polled before its event (both topics
+    # give 50 records a poll), though written after it: each label right after its event.
     inline = [encode({"a": float(i)}, i % 2) for i in range(200)]
     waiting = [encode({"a": float(i)}, None, f"e{i}") for i in range(100)]
     labels = [encode(None, i % 2, f"e{i}") for i in range(100)]
-    service, sink, _ = serve(inline + waiting, labels)
+    written = {0: [10 * i for i in range(300)], -1: [10 * (200 + i) + 5 for i in range(100)]}
+    service, sink, _ = serve(inline + waiting, labels, timestamps=written)
     assert sink.sent == []
     assert service.outcomes == {"learned": 300, "unlabelled": 100, "dead_lettered": 0}
     assert len(service.pending) == 0
@@ -160,3 +163,12 @@ def test_partition_scope_kafka_store_keeps_each_partitions_waiting_events_throug
     assert {p: len(second.pending[p]) for p in (0, 1)} == {0: 20, 1: 20}  # type: ignore[index]
     assert second.pipeline.labelled == 80 and broker.offsets[-1] == broker.offsets[-2] == 40
     assert not [t for t, *_ in txn.pending if t == "events.dlq"]
+
+
+def test_a_label_of_no_event_holds_up_neither_the_events_nor_the_labels_after_it():
+    events = [encode({"a": float(i)}, None, f"e{i}") for i in range(300)]
+    labels = [encode(None, 1, "nobody")] + [encode(None, i % 2, f"e{i}") for i in range(299)]
+    written = {0: [10 * i for i in range(300)], -1: [15] + [10 * i + 5 for i in range(1, 300)]}
+    service, sink, _ = serve(events, labels, timestamps=written)
+    assert [dict(h)["driftline.reason"] for _, _, _, h in sink.sent] == [b"unknown_id"]
+    assert service.outcomes == {"learned": 299, "unlabelled": 300, "dead_lettered": 1}
