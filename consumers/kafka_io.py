@@ -31,7 +31,7 @@ from kafka.errors import (
 from kafka.future import Future
 
 from consumers.errors import BrokerUnavailable, DeliveryFailed, NotAssigned
-from consumers.records import Record
+from consumers.records import Record, labels_slot
 from consumers.source import OnPartitions
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,10 @@ class KafkaSource:
     state can be checkpointed first; `on_lost` when they were taken away already (this member
     was evicted from the group), and defaults to `on_revoke`. All run inside `poll`, between
     batches, with this source and the partitions of its topic concerned.
+
+    With `labels_topic`, that topic is subscribed in the same group; its partition p is the
+    source's partition ~p (`consumers.records.labels_slot`). The range assignor then hands
+    partition p of both topics to the same member (they must have as many partitions).
     """
 
     def __init__(
@@ -158,8 +162,14 @@ class KafkaSource:
         on_lost: OnPartitions | None = None,
         read_committed: bool = False,
         one_owner: bool = False,
+        labels_topic: str | None = None,
     ) -> None:
         self.topic = topic
+        self.labels_topic = labels_topic
+        self._topics = [topic] if labels_topic is None else [topic, labels_topic]
+        # Held back by `pause`: their records are dropped from polls. (The client's own pause
+        # loses a partition for good once it is resumed after records were fetched for it.)
+        self._paused: set[Any] = set()
         options: dict[str, Any] = {}
         if group_instance_id:
             options["group_instance_id"] = group_instance_id
@@ -169,6 +179,11 @@ class KafkaSource:
             from consumers.assignor import OneOwnerAssignor
 
             options["partition_assignment_strategy"] = [OneOwnerAssignor()]
+        elif labels_topic is not None:
+            # Partition p of each topic to the same member: a label joins its event's partition.
+            from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+            options["partition_assignment_strategy"] = [RangePartitionAssignor]
         with _broker(f"consume {topic} from {bootstrap}"):
             self._consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
@@ -184,7 +199,8 @@ class KafkaSource:
         on_lost = on_lost or on_revoke
 
         def call(callback: OnPartitions | None, partitions: Any) -> None:
-            mine = sorted(tp.partition for tp in partitions if tp.topic == source.topic)
+            source._paused.difference_update(partitions)
+            mine = sorted(source._slot(tp) for tp in partitions if tp.topic in source._topics)
             if mine and callback is not None:
                 callback(source, mine)
 
@@ -199,14 +215,26 @@ class KafkaSource:
                 call(on_lost, lost)
 
         self._listener = Listener()
-        with _broker(f"subscribe to {topic}"):
-            self._consumer.subscribe([topic], listener=self._listener)
+        with _broker(f"subscribe to {self._topics}"):
+            self._consumer.subscribe(self._topics, listener=self._listener)
+
+    def _slot(self, tp: Any) -> int:
+        return labels_slot(tp.partition) if tp.topic == self.labels_topic else tp.partition
+
+    def _tp(self, slot: int) -> Any:
+        if slot < 0:
+            return TopicPartition(self.labels_topic, ~slot)
+        return TopicPartition(self.topic, slot)
+
+    def _where(self, slot: int) -> str:
+        tp = self._tp(slot)
+        return f"{tp.topic}[{tp.partition}]"
 
     def resubscribe(self) -> None:
         """Join the group anew (a join that raced the topic's metadata can end unassigned)."""
-        with _broker(f"resubscribe to {self.topic}"):
+        with _broker(f"resubscribe to {self._topics}"):
             self._consumer.unsubscribe()
-            self._consumer.subscribe([self.topic], listener=self._listener)
+            self._consumer.subscribe(self._topics, listener=self._listener)
 
     def poll(self, timeout_ms: int = 500) -> list[Record]:
         """The next batch of records, in offset order within each partition.
@@ -215,6 +243,8 @@ class KafkaSource:
         """
         with _broker(f"poll {self.topic}"):
             batches = self._consumer.poll(timeout_ms=timeout_ms)
+        if self._paused:
+            batches = {tp: b for tp, b in batches.items() if tp not in self._paused}
         if len(batches) == 1:
             return next(iter(batches.values()))
         out: list[Record] = []
@@ -223,33 +253,53 @@ class KafkaSource:
         return out
 
     def seek(self, partition: int, offset: int) -> None:
-        where = f"{self.topic}[{partition}]@{offset}"
+        where = f"{self._where(partition)}@{offset}"
         try:
             with _broker(f"seek {where}"):
-                self._consumer.seek(TopicPartition(self.topic, partition), offset)
+                self._consumer.seek(self._tp(partition), offset)
         except ValueError as exc:  # the client's word for "not assigned"
             raise NotAssigned(f"cannot seek {where}: {exc}") from exc
 
     def seek_to_start(self, partition: int, reset: str) -> None:
         """Position a partition with no checkpointed offset: "earliest" or "latest"."""
-        tp = TopicPartition(self.topic, partition)
+        tp = self._tp(partition)
         try:
-            with _broker(f"seek {self.topic}[{partition}] to the {reset} offset"):
+            with _broker(f"seek {self._where(partition)} to the {reset} offset"):
                 if reset == "latest":
                     self._consumer.seek_to_end(tp)
                 else:
                     self._consumer.seek_to_beginning(tp)
         except ValueError as exc:
-            raise NotAssigned(f"cannot seek {self.topic}[{partition}]: {exc}") from exc
+            raise NotAssigned(f"cannot seek {self._where(partition)}: {exc}") from exc
 
     def assignment(self) -> list[int]:
-        return sorted(tp.partition for tp in self._consumer.assignment())
+        return sorted(self._slot(tp) for tp in self._consumer.assignment())
+
+    def behind(self, partition: int) -> bool:
+        """Whether records of `partition` remain to be polled (True while not known)."""
+        tp = self._tp(partition)
+        high = self._consumer.highwater(tp)
+        if high is None or tp in self._paused:  # paused: its records were dropped, not read
+            return True
+        try:
+            position = self._consumer.position(tp, timeout_ms=0)
+        except (KafkaError, TypeError):
+            return True
+        return position is None or position < high
+
+    def pause(self, partition: int) -> None:
+        """Drop the records of `partition` from polls until `resume`, which must seek it back
+        to where it is to be read from."""
+        self._paused.add(self._tp(partition))
+
+    def resume(self, partition: int) -> None:
+        self._paused.discard(self._tp(partition))
 
     def commit(self, next_offsets: Mapping[int, int], *, wait: bool = False) -> None:
         """Commit, per partition, the offset of the next event to read (for lag monitoring)."""
-        assigned = {tp.partition for tp in self._consumer.assignment()}
+        assigned = set(self.assignment())
         offsets: dict[Any, Any] = {
-            TopicPartition(self.topic, p): _offset_and_metadata(o)
+            self._tp(p): _offset_and_metadata(o)
             for p, o in next_offsets.items()
             if p in assigned
         }
@@ -265,9 +315,8 @@ class KafkaSource:
         """The group's committed next offset of each partition (None: none committed)."""
         out: dict[int, int | None] = {}
         for partition in partitions:
-            with _broker(f"read the committed offset of {self.topic}[{partition}]"):
-                out[partition] = self._consumer.committed(
-                    TopicPartition(self.topic, partition), timeout_ms=30_000)
+            with _broker(f"read the committed offset of {self._where(partition)}"):
+                out[partition] = self._consumer.committed(self._tp(partition), timeout_ms=30_000)
         return out
 
     def group_metadata(self) -> Any:
@@ -287,7 +336,7 @@ class KafkaSource:
             except (KafkaError, TypeError):
                 continue
             if position is not None:
-                out[tp.partition] = max(0, high - position)
+                out[self._slot(tp)] = max(0, high - position)
         return out
 
     def close(self, timeout: float = 5.0) -> None:
@@ -435,13 +484,15 @@ class TransactionalSink:
         except KafkaError as exc:
             raise DeliveryFailed(f"flush: {type(exc).__name__}: {exc}") from exc
 
-    def commit(self, topic: str, next_offsets: Mapping[int, int], group_metadata: Any) -> None:
-        """Add the group's offsets of `topic` to the transaction, then commit it."""
+    def commit(self, topic: str, next_offsets: Mapping[int, int], group_metadata: Any,
+               labels_topic: str | None = None) -> None:
+        """Add the group's offsets of `topic` (and of `labels_topic`, its partitions numbered
+        ~p: `consumers.records.labels_slot`) to the transaction, then commit it."""
         if not self.in_transaction and not next_offsets:
             return
         self._begin()
-        offsets = {TopicPartition(topic, p): _offset_and_metadata(o)
-                   for p, o in next_offsets.items()}
+        offsets = {(TopicPartition(topic, p) if p >= 0 else TopicPartition(labels_topic, ~p)):
+                   _offset_and_metadata(o) for p, o in next_offsets.items()}
         what = f"commit the transaction of {self.transactional_id} with {topic} offsets"
         try:
             if offsets:

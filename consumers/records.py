@@ -23,3 +23,22 @@ class Record(NamedTuple):
 def where(record: Record) -> str:
     """Where a message sits, for error messages and logs: topic[partition]@offset."""
     return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+# A source consuming a labels topic next to the events topic numbers the partitions of both with
+# one int, so that offsets stay one `dict[int, int]` (and older checkpoints load as they are):
+# partition p of the events topic is p, partition p of the labels topic is ~p (-1 - p).
+
+
+def labels_slot(partition: int) -> int:
+    """The source's number for partition `partition` of the labels topic."""
+    return ~partition
+
+
+def is_labels_slot(slot: int) -> bool:
+    return slot < 0
+
+
+def events_partition(slot: int) -> int:
+    """The events partition a slot belongs with: p for p, and for the labels partition ~p."""
+    return ~slot if slot < 0 else slot

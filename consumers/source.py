@@ -1,8 +1,10 @@
 """The `Source` protocol: everything the service asks of the topic it consumes.
 
 `consumers.kafka_io.KafkaSource` is the one that reads Kafka; tests use an in-memory one that
-implements the same methods. Partitions are those of the one subscribed topic. A source calls its
-rebalance callbacks (`OnPartitions`) from inside `poll`, with itself and the partitions concerned.
+implements the same methods. Partitions are those of the events topic, and, when a source also
+consumes a labels topic (`labels_topic`), those of the labels topic numbered `~p`
+(`consumers.records.labels_slot`). A source calls its rebalance callbacks (`OnPartitions`) from
+inside `poll`, with itself and the partitions concerned.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from consumers.records import Record
 
 class Source(Protocol):
     topic: str
+    labels_topic: str | None  # also consumed, co-partitioned with `topic`; None: not consumed
 
     def poll(self, timeout_ms: int = ...) -> list[Record]:
         """The next batch of records (possibly none), in offset order within each partition."""
@@ -43,6 +46,17 @@ class Source(Protocol):
     def lag(self) -> dict[int, int]:
         """Per assigned partition: records behind the end of the partition, where known."""
         ...
+
+    def behind(self, partition: int) -> bool:
+        """Whether records of `partition` remain to be polled (or that is not known yet)."""
+        ...
+
+    def pause(self, partition: int) -> None:
+        """Poll nothing of `partition` until `resume` (then seek it where it is to be read from
+        again); a rebalance resumes it."""
+        ...
+
+    def resume(self, partition: int) -> None: ...
 
     def close(self) -> None: ...
 

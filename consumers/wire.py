@@ -85,8 +85,10 @@ REASONS: tuple[str, ...] = (
     "unknown_id",
     "duplicate_label",
     "duplicate_id",  # an event whose id is already waiting for its label
+    "not_a_label",  # a message on the labels topic that is not {"id": ..., "y": ...}
 )
 MODEL_ERROR = "model_error"
+NOT_A_LABEL = "not_a_label"
 
 
 class _NotFinite(ValueError):

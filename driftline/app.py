@@ -31,6 +31,7 @@ from driftline.checkpoint import Binding, CheckpointStore, load_key
 from driftline.checkpointing import Checkpointer
 from driftline.config import Settings
 from driftline.http import StatusServer
+from driftline.labels import labels_topic
 from driftline.learning import build_learner
 from driftline.metrics import Metrics
 from driftline.predictions import Predictions
@@ -78,6 +79,21 @@ def _wait_for_topic(settings: Settings, stop: threading.Event) -> int:
     return 0
 
 
+def _labels_topic(settings: Settings, stop: threading.Event) -> str | None:
+    """The labels topic to read too (`driftline.labels`), asked again while the broker cannot
+    be reached; None when stopped first."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            return labels_topic(settings, lambda topic: topic_partitions(
+                settings.kafka.bootstrap_servers, topic))
+        except StreamError as exc:
+            delay = backoff.next()
+            log.warning("cannot describe the labels topic (%s); retrying in %.1f s", exc, delay)
+            stop.wait(delay)
+    return None
+
+
 class NotConnected:
     """The dead-letter sink until the broker is reached (nothing is dead-lettered before)."""
 
@@ -108,6 +124,7 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
                 read_committed=settings.checkpoint.store == "kafka",
                 # One global state must see every partition: never a subset to an instance.
                 one_owner=settings.checkpoint.scope == GLOBAL,
+                labels_topic=service.labels_topic,
             )
         except StreamError as exc:
             delay = backoff.next()
@@ -214,6 +231,10 @@ def serve(settings: Settings) -> int:
         partitions = _wait_for_topic(settings, stop)
         if not partitions:
             return 0
+        # Checked once, at start: a labels topic created later is read after a restart.
+        service.labels_topic = _labels_topic(settings, stop)
+        if stop.is_set():
+            return 0
         # Made up front, in one request, so the first dead letter or prediction does not wait
         # for topic auto-creation. Predictions and states get the input's partitions
         # (predictions are keyed like events; a state per input partition).
@@ -241,7 +262,8 @@ def serve(settings: Settings) -> int:
                 return 0
             log.info(
                 "consuming %s as group %s; models: %s; detector %s, response %s",
-                settings.kafka.topic, settings.kafka.group_id,
+                " and ".join(filter(None, (settings.kafka.topic, service.labels_topic))),
+                settings.kafka.group_id,
                 ", ".join(s.name for s in settings.models),
                 settings.drift.detector, settings.drift.response,
             )

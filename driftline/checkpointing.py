@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from consumers.errors import StreamError
+from consumers.records import events_partition
 from consumers.source import Source
 from driftline.checkpoint import CheckpointStore, State, dumps
 from driftline.errors import ConfigError
@@ -54,7 +55,8 @@ class Flushable(Protocol):
 class Transactions(Protocol):
     in_transaction: bool
 
-    def commit(self, topic: str, next_offsets: Mapping[int, int], group_metadata: Any) -> None:
+    def commit(self, topic: str, next_offsets: Mapping[int, int], group_metadata: Any,
+               labels_topic: str | None = None) -> None:
         ...
 
     def abort(self) -> None: ...
@@ -206,17 +208,23 @@ class Checkpointer:
         if not moved and not self.transactions.in_transaction:
             return
         if isinstance(state.pipeline, Partitioned):
-            for p in moved:
+            # A unit holds the offsets of its events partition and of its labels partition.
+            for p in sorted({events_partition(s) for s in moved}):
                 if p in state.pipeline:
                     self.state_store.write(unit_key(self.scope, p), State(
-                        pipeline=state.pipeline[p], offsets={p: offsets[p]},
-                        created=state.created))
+                        pipeline=state.pipeline[p],
+                        offsets={s: o for s, o in offsets.items() if events_partition(s) == p},
+                        created=state.created,
+                        # its events waiting for a label (a PartitionedPending's store)
+                        pending=(state.pending.get(p) if isinstance(state.pending, dict)
+                                 else None)))
         elif moved:
             self.state_store.write(GLOBAL, state)
         self.transactions.flush()
         self.state_store.check()
         metadata = source.group_metadata() if source is not None else None
-        self.transactions.commit(source.topic if source is not None else "", offsets, metadata)
+        self.transactions.commit(source.topic if source is not None else "", offsets, metadata,
+                                 getattr(source, "labels_topic", None))
 
     def load_units(self, source: Source, partitions: list[int]) -> dict[str, State | None]:
         """Kafka store: the committed state of each unit of newly assigned `partitions` (None:
@@ -226,7 +234,7 @@ class Checkpointer:
         committed: dict[int, int | None] = source.committed(partitions)  # type: ignore[attr-defined]
         units: dict[str, list[int]] = {}
         for p in partitions:
-            units.setdefault(unit_key(self.scope, p), []).append(p)
+            units.setdefault(unit_key(self.scope, events_partition(p)), []).append(p)
         out: dict[str, State | None] = {}
         for unit, parts in units.items():
             # Ours is current when we committed it last: nobody has moved the group's offsets.

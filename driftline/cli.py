@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="seed of --synthetic (default 42)")
     p.add_argument("--label-delay", type=_natural, default=0, metavar="N",
                    help="send each event without its label (with an id) and the label N "
-                        "events later, on the same topic (default 0: labels inline)")
+                        "events later, on the labels topic (default 0: labels inline)")
+    p.add_argument("--labels-on-events-topic", action="store_true",
+                   help="with --label-delay: send the labels on the events topic instead")
 
     p = sub.add_parser("evaluate", help="run the learning core over a CSV file, no Kafka")
     src = p.add_mutually_exclusive_group(required=True)
@@ -179,12 +181,20 @@ def _publish(args: argparse.Namespace) -> int:
         raise BrokerError(f"no Kafka broker answers at {bootstrap} (try: driftline kafka up)")
     if create_topic(bootstrap, topic, args.partitions):
         log.info("created topic %s with %d partition(s)", topic, args.partitions)
+    labels = topic
+    if args.label_delay and not args.labels_on_events_topic:
+        labels = settings.labels_topic
+        if not labels:
+            raise ConfigError("labels.topic: turned off; use --labels-on-events-topic")
+        # Co-partitioned with the events (the service checks it): as many partitions.
+        if create_topic(bootstrap, labels, args.partitions):
+            log.info("created topic %s with %d partition(s)", labels, args.partitions)
     sink = KafkaSink(bootstrap)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     try:
         n = publish(
-            lambda value: sink.send(topic, value),
+            lambda value, key: sink.send(topic, value, key),
             rows,
             rate=args.rate,
             limit=args.limit,
@@ -192,6 +202,7 @@ def _publish(args: argparse.Namespace) -> int:
             progress=Progress(args.limit),
             should_stop=lambda: bool(stopping),
             label_delay=args.label_delay,
+            send_label=lambda value, key: sink.send(labels, value, key),
         )
     except KeyboardInterrupt:
         n = -1

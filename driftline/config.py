@@ -125,6 +125,9 @@ class LabelsSettings:
 
     max_pending: int = 100_000  # events waiting at once
     max_age_seconds: float = 7 * 86_400.0  # a week: labels later than that are unknown_id
+    # Where labels may also come from, co-partitioned with kafka.topic; None means
+    # "<kafka.topic>.labels", consumed when it exists at start; "" turns it off.
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,12 @@ class Settings:
     @property
     def state_topic(self) -> str:
         return self.checkpoint.topic or f"{self.kafka.group_id}.state"
+
+    @property
+    def labels_topic(self) -> str:
+        """The labels topic's name; "" when it is turned off."""
+        topic = self.labels.topic
+        return f"{self.kafka.topic}.labels" if topic is None else topic
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -336,7 +345,8 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
     ),
     "labels": (
         LabelsSettings,
-        {"max_pending": _int(1, 100_000_000), "max_age_seconds": _float(0.0, open_low=True)},
+        {"max_pending": _int(1, 100_000_000), "max_age_seconds": _float(0.0, open_low=True),
+         "topic": _derived_topic},
     ),
     "metrics": (MetricsSettings, {"host": _string, "port": _int(0, 65535)}),
     "checkpoint": (
@@ -422,6 +432,10 @@ def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
     if settings.checkpoint.store == "kafka" and settings.state_topic in (
             settings.kafka.topic, settings.dead_letter_topic, settings.predictions_topic):
         raise ConfigError("checkpoint.topic: the state topic must be a topic of its own")
+    if settings.labels_topic and settings.labels_topic in (
+            settings.kafka.topic, settings.dead_letter_topic, settings.predictions_topic,
+            settings.state_topic if settings.checkpoint.store == "kafka" else ""):
+        raise ConfigError("labels.topic: the labels topic must be a topic of its own")
     return settings
 
 

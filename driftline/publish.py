@@ -53,8 +53,12 @@ def paced(rows: Iterable[Any], rate: float | None) -> Iterator[Any]:
         yield row
 
 
+Send = Callable[[bytes, bytes | None], object]
+"""`send(value, key)`: one message to a topic."""
+
+
 def publish(
-    send: Callable[[bytes], None],
+    send: Send,
     rows: Iterable[tuple[dict[str, Any], Any]],
     *,
     rate: float | None = None,
@@ -63,12 +67,16 @@ def publish(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     label_delay: int = 0,
+    send_label: Send | None = None,
 ) -> int:
     """Send each (x, y) as the wire bytes of one event; returns how many were sent.
 
     With `label_delay`, each event goes without its label but with an id (its number), and its
-    label follows as `{"id": ..., "y": ...}` after `label_delay` more events; the labels still
-    held back at the end follow the last event."""
+    label follows as `{"id": ..., "y": ...}` after `label_delay` more events, through
+    `send_label` (default: `send`, the events topic); the labels still held back at the end
+    follow the last event. Both are keyed by the id, so that a label lands in the partition of
+    its event when the labels topic has as many partitions."""
+    label = send_label or send
     if loop:
         cached = list(rows)
         if not cached:
@@ -81,21 +89,21 @@ def publish(
     for x, y in paced(rows, rate):
         if label_delay > 0:
             if len(held) >= label_delay:  # due now: before the event that makes it due
-                due_id, label = held.popleft()
-                send(encode(None, label, due_id))
+                due_id, y_due = held.popleft()
+                label(encode(None, y_due, due_id), due_id.encode())
             event_id = f"e{n}"
-            send(encode(x, None, event_id))
+            send(encode(x, None, event_id), event_id.encode())
             held.append((event_id, y))
         else:
-            send(encode(x, y))
+            send(encode(x, y), None)
         n += 1
         if progress is not None and n % 100 == 0:
             progress.update(n)
         if should_stop():
             break
     while held:
-        due_id, label = held.popleft()
-        send(encode(None, label, due_id))
+        due_id, y_due = held.popleft()
+        label(encode(None, y_due, due_id), due_id.encode())
     if progress is not None:
         progress.update(n, final=True)
     return n

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.ensemble import DriftEnsemble
+from pipeline.pending import PendingLabels
 
 GLOBAL = "global"
 PARTITION = "partition"
@@ -33,6 +34,38 @@ class Partitioned(dict[int, DriftEnsemble]):
     def labelled(self) -> int:
         """Labelled events learned, over every partition."""
         return sum(learner.labelled for learner in self.values())
+
+
+class PartitionedPending(dict[int, PendingLabels]):
+    """Partition scope: the events waiting for a label, one store per input partition (its
+    unit's, saved with its learner; a label joins the events of its partition), each bounded by
+    `max_pending` and `max_age`."""
+
+    def __init__(self, max_pending: int = 100_000, max_age: float = 86_400.0,
+                 units: dict[int, PendingLabels] | None = None) -> None:
+        super().__init__(units or {})
+        self.max_pending = max_pending
+        self.max_age = max_age
+
+    def of(self, partition: int) -> PendingLabels:
+        found = self.get(partition)
+        if found is None:
+            found = self[partition] = PendingLabels(self.max_pending, self.max_age)
+        return found
+
+    def bound(self, max_pending: int, max_age: float) -> None:
+        """Our bounds, on every store (the settings may have changed since a checkpoint)."""
+        self.max_pending, self.max_age = max_pending, max_age
+        for store in self.values():
+            store.max_pending, store.max_age = max_pending, max_age
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(store) for store in self.values())
+
+    @property
+    def expired(self) -> int:
+        return sum(store.expired for store in self.values())
 
 
 def unit_key(scope: str, partition: int) -> str:

@@ -8,6 +8,7 @@ and a synchronous commit are written.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -16,16 +17,16 @@ from typing import Any
 
 from consumers.deadletter import DeadLetters
 from consumers.errors import StreamError
-from consumers.records import Record, where
+from consumers.records import Record, events_partition, is_labels_slot, labels_slot, where
 from consumers.source import Source
-from consumers.wire import MODEL_ERROR, REASONS, Decoder, Event, Rejection
+from consumers.wire import MODEL_ERROR, NOT_A_LABEL, REASONS, Decoder, Event, Rejection
 from driftline.backoff import Backoff
 from driftline.checkpoint import State
 from driftline.checkpointing import Checkpointer
 from driftline.errors import DriftlineError
 from driftline.metrics import Metrics
 from driftline.predictions import Predictions
-from driftline.scope import GLOBAL, PARTITION, Partitioned
+from driftline.scope import GLOBAL, PARTITION, Partitioned, PartitionedPending
 from driftline.snapshot import DEAD_LETTERED, LEARNED, OUTCOMES, UNLABELLED, Snapshot
 from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats, Prediction
 from pipeline.names import ENSEMBLE
@@ -36,6 +37,7 @@ log = logging.getLogger("driftline.service")
 WATCH_INTERVAL = 1.0  # seconds between two readings of the lag and the assignment
 UNASSIGNED_REJOIN = 20.0  # seconds without any assigned partition before rejoining the group
 SHUTDOWN_FLUSH_SECONDS = 2.0  # the final wait for dead letters (the broker may be away)
+HOLD_LIMIT = 20_000  # records of a partition held back, at most, before polling it pauses
 
 
 class Service:
@@ -57,6 +59,7 @@ class Service:
         predictions: Predictions | None = None,
         new_learner: Callable[[], DriftEnsemble] | None = None,
         pending: PendingLabels | None = None,
+        labels_topic: str | None = None,
     ) -> None:
         # A `Partitioned` pipeline is partition scope: a learner per input partition, each made
         # by `new_learner` at the partition's first assignment.
@@ -73,7 +76,20 @@ class Service:
         self._owned: set[int] = set()
         self._pending: set[int] = set()  # assigned partitions whose state is not restored yet
         self.fatal: DriftlineError | None = None  # raised by the loop (from a callback)
-        self.pending = pending if pending is not None else PendingLabels()
+        pending = pending if pending is not None else PendingLabels()
+        # Partition scope: a store per partition, saved with the partition's learner.
+        self.pending: PendingLabels | PartitionedPending = (
+            PartitionedPending(pending.max_pending, pending.max_age) if self.partitioned
+            else pending)
+        # Labels topic (its partition p is the source's ~p). Partitions p and ~p are taken in
+        # the order they were written (Kafka timestamps), as one stream: a record newer than
+        # the next one of the other, or than records of the other not polled yet, waits in
+        # memory, unprocessed (its offset not consumed). So a label written after its event is
+        # joined after it.
+        self.labels_topic = labels_topic
+        self._behind: Callable[[int], bool] = lambda partition: False
+        self._held: dict[int, list[Record]] = {}  # slot -> its records waiting, in order
+        self._paused: set[int] = set()  # slots holding HOLD_LIMIT records: no more polled
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.decoder = decoder or Decoder()
@@ -106,9 +122,10 @@ class Service:
 
     def _carry_on_from(self, state: State) -> None:
         self.pipeline = state.pipeline
-        if state.pending is not None:  # keeping our bounds: the settings may have changed
-            state.pending.max_pending = self.pending.max_pending
-            state.pending.max_age = self.pending.max_age
+        if isinstance(state.pending, PendingLabels | PartitionedPending) and (
+                isinstance(state.pending, PartitionedPending) == self.partitioned):
+            # Keeping our bounds: the settings may have changed.
+            self._bound(state.pending)
             self.pending = state.pending
         # Counters carry on across restarts.
         self.outcomes = {**dict.fromkeys(OUTCOMES, 0), **state.outcomes}
@@ -117,6 +134,16 @@ class Service:
         self.correct.update(state.predictions_correct or {})
         self._refresh_stats()
         self._publish()
+
+    def _bound(self, pending: PendingLabels | PartitionedPending) -> None:
+        if isinstance(pending, PartitionedPending):
+            pending.bound(self.pending.max_pending, self.pending.max_age)
+        else:
+            pending.max_pending, pending.max_age = self.pending.max_pending, self.pending.max_age
+
+    def _pending_of(self, partition: int) -> PendingLabels:
+        pending = self.pending
+        return pending.of(partition) if isinstance(pending, PartitionedPending) else pending
 
     def _refresh_stats(self, partitions: set[int] | None = None) -> None:
         """The figures of the global learner, or of the partitions' (`None`: every owned one)."""
@@ -167,6 +194,7 @@ class Service:
             self.dead_letters.clear_failures()
             if self.predictions is not None:
                 self.predictions.discard()
+            self._release_all(source)
             state = self.checkpointer.roll_back(source)
             if state is not None:
                 self._carry_on_from(state)
@@ -182,7 +210,8 @@ class Service:
             else:
                 if self.partitioned:
                     for p in partitions:
-                        self._learner(p)
+                        if not is_labels_slot(p):
+                            self._learner(p)
                 self.checkpointer.on_assign(source, partitions)
             self._refresh_stats()
 
@@ -214,15 +243,26 @@ class Service:
                     self.checkpointer.forget(partitions)
                 continue
             p = int(unit.rsplit("-", 1)[1])
+            slots = [s for s in partitions if events_partition(s) == p]  # its labels' too
+            assert isinstance(self.pending, PartitionedPending)
             if state is None:
                 self.pipeline[p] = self._fresh()
-                self.checkpointer.adopt(p, None)
+                self.pending.pop(p, None)
+                for slot in slots:
+                    self.checkpointer.adopt(slot, None)
             else:
                 self.pipeline[p] = state.pipeline
-                self.checkpointer.adopt(p, state.offsets.get(p))
+                if isinstance(state.pending, PendingLabels):
+                    self._bound(state.pending)
+                    self.pending[p] = state.pending
+                else:
+                    self.pending.pop(p, None)
+                for slot in slots:
+                    self.checkpointer.adopt(slot, state.offsets.get(slot))
         if self.partitioned:
             for p in partitions:
-                self._learner(p)
+                if not is_labels_slot(p):
+                    self._learner(p)
         self.checkpointer.on_assign(source, partitions)
         self.checkpointer.mark_good(self._state())  # nothing uncommitted is in memory now
         self._pending = set()
@@ -268,6 +308,8 @@ class Service:
             self._pending -= set(partitions)
             for p in partitions:
                 self._partition_models.pop(p, None)
+                self._held.pop(p, None)
+                self._paused.discard(p)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -292,16 +334,46 @@ class Service:
         offsets = self.checkpointer.offsets
         first_offsets = self.checkpointer.first_offsets
         reasons = self.dead_letter_reasons
+        labels_topic = self.labels_topic
+        deferred: dict[int, list[Record]] = {}  # slot -> its records left for later
+        behind: dict[int, bool] = {}  # the source's positions do not move within a batch
+        remaining: dict[int, int] = {}  # slot -> its records still ahead in this batch
+        if labels_topic is not None:
+            records = self._merge(records, labels_topic, remaining)
+
         learned = unlabelled = dead = sent = 0
         for record in records:
-            partition = record.partition
-            if pending and partition in pending:
+            partition = slot = record.partition
+            if labels_topic is not None:
+                if record.topic == labels_topic:
+                    slot = labels_slot(partition)
+                remaining[slot] -= 1
+                if slot in deferred:
+                    deferred[slot].append(record)  # after a deferred record of its partition
+                    continue
+                other = ~slot
+                if other in deferred:
+                    wait = record.timestamp > deferred[other][0].timestamp  # that one is older
+                elif remaining.get(other):
+                    wait = False  # the other's next records follow in this batch: newer
+                else:  # the other's next is not polled yet: it may be older
+                    if other not in behind:
+                        behind[other] = self._behind(other)
+                    wait = behind[other]
+                if wait:
+                    deferred[slot] = [record]
+                    continue
+            if pending and slot in pending:
                 continue  # its state is not restored yet: read again once it is
             if partitioned and partition != current:
                 current = partition
                 step = self._learner(partition).step
                 touched.add(partition)
             event = decode(record.value)
+            if slot < 0 and not isinstance(event, Rejection) and (
+                    event.x is not None or event.y is None or event.id is None):
+                event = Rejection(NOT_A_LABEL, f"{labels_topic} takes labels only: "
+                                  '{"id": ..., "y": ...}')
             if not isinstance(event, Rejection):
                 x = event.x
                 if x is None or (event.y is None and event.id is not None):
@@ -352,9 +424,11 @@ class Service:
                 reasons[event.reason] += 1
                 dead += 1
                 sent += 1
-            if partition not in offsets:  # where a roll back restarts a partition never saved
-                first_offsets.setdefault(partition, record.offset)
-            offsets[partition] = record.offset + 1
+            if slot not in offsets:  # where a roll back restarts a partition never saved
+                first_offsets.setdefault(slot, record.offset)
+            offsets[slot] = record.offset + 1
+        if labels_topic is not None:
+            self._held = deferred
         if sent:  # before the offsets can be committed or checkpointed; given up on SIGTERM
             self.dead_letters.flush(cancel=self._stop.is_set)
         outcomes = self.outcomes
@@ -376,7 +450,7 @@ class Service:
         store per instance: in partition scope, a label whose event was read by another
         instance is unknown here.)"""
         now = record.timestamp / 1000.0 if record.timestamp > 0 else time.time()
-        pending = self.pending
+        pending = self._pending_of(record.partition)
         try:
             if event.x is None:  # the label of an earlier event
                 waiting = pending.take(event.id, now)
@@ -389,6 +463,7 @@ class Service:
                 self.metrics.label_delay.observe(max(0.0, now - waiting.arrived))
                 if not outcome.handled:
                     return Rejection(MODEL_ERROR, "; ".join(f"{n}: {e}" for n, e in outcome.failed))
+                self._score(waiting.prediction, event.y)
                 return None
             if event.id in pending.waiting:
                 return Rejection(DUPLICATE_ID, f"an event of id {event.id!r} waits already")
@@ -399,18 +474,32 @@ class Service:
         except LimitExceeded as exc:
             return Rejection(exc.reason, str(exc))
 
+    def _score(self, prediction: Prediction, y: object) -> None:
+        """Count the prediction made at arrival against its delayed label."""
+        predicted, correct = self.predicted, self.correct
+        for name, guess in zip(self._names, prediction.members, strict=False):
+            if guess is not None:
+                predicted[name] += 1
+                if guess == y:
+                    correct[name] += 1
+        if prediction.label is not None:
+            predicted[ENSEMBLE] += 1
+            if prediction.label == y:
+                correct[ENSEMBLE] += 1
+
     def _publish(self) -> None:
         self.metrics.publish(Snapshot(
             models=self._models,
             outcomes=dict(self.outcomes),
             dead_letters=dict(self.dead_letter_reasons),
-            lag=self._lag,
-            assigned=self._assigned,
+            lag={p: n for p, n in self._lag.items() if not is_labels_slot(p)},
+            assigned=tuple(p for p in self._assigned if not is_labels_slot(p)),
             restored_offsets=self.checkpointer.restored_offsets,
             started=self.started,
             last_poll=self._last_poll,
             checkpoint_time=self.checkpointer.saved_time,
-            pending_labels=len(self.pending),
+            pending_labels=(self.pending.waiting if isinstance(self.pending, PartitionedPending)
+                            else len(self.pending)),
             labels_expired=self.pending.expired,
             scope=PARTITION if self.partitioned else GLOBAL,
             partition_models={p: m for p, m in self._partition_models.items()
@@ -422,6 +511,8 @@ class Service:
     def run(self, source: Source, stop: threading.Event, poll_timeout_ms: int = 200) -> None:
         """Poll, process and emit until `stop` is set; then a final checkpoint and commit."""
         self._stop = stop
+        if self.labels_topic is not None:
+            self._behind = source.behind
         backoff = Backoff()
         last_watch = 0.0
         unassigned_since = time.monotonic()
@@ -434,6 +525,7 @@ class Service:
                     log.warning("%s; retrying in %.1f s", exc, delay)
                     stop.wait(delay)
                     with self._lock:
+                        self._release_all(source)
                         self.checkpointer.rewind(source)
                     continue
                 if self.fatal is not None:
@@ -446,8 +538,10 @@ class Service:
                             restoring = set(self._pending)
                             self._restore_units(source)
                             records = [r for r in records if r.partition not in restoring]
-                        if records:
+                        if records or self._held:
                             self._process(records)
+                        if self._held or self._paused:
+                            self._limit_held(source)
                         self._last_poll = time.time()
                         if self.checkpointer.due():
                             self.checkpoint()
@@ -478,10 +572,55 @@ class Service:
                     log.warning("%s; retrying in %.1f s", exc, delay)
                     stop.wait(delay)
                     with self._lock:
+                        self._release_all(source)
                         self.checkpointer.rewind(source)
                 self._publish()
         finally:
             self._shutdown(source)
+
+    def _merge(self, records: list[Record], labels_topic: str,
+               counts: dict[int, int]) -> list[Record]:
+        """The records held back and the batch, in the order they were written (by timestamp,
+        events first at a tie), each partition's in offset order still; `counts` gets each
+        partition's records."""
+        runs: dict[int, list[Record]] = self._held
+        self._held = {}
+        for r in records:
+            slot = labels_slot(r.partition) if r.topic == labels_topic else r.partition
+            runs.setdefault(slot, []).append(r)
+        for slot, run in runs.items():
+            counts[slot] = len(run)
+        if len(runs) == 1:
+            return next(iter(runs.values()))
+        return list(heapq.merge(*runs.values(),
+                                key=lambda r: (r.timestamp, r.topic == labels_topic)))
+
+    def _limit_held(self, source: Source) -> None:
+        """Past HOLD_LIMIT records held for a partition, poll no more of it (a backlog of small
+        labels would otherwise be read whole into memory); below half, read on after them."""
+        held = self._held
+        for slot, records in held.items():
+            if len(records) >= HOLD_LIMIT and slot not in self._paused:
+                source.pause(slot)
+                self._paused.add(slot)
+        for slot in [s for s in self._paused if len(held.get(s, ())) < HOLD_LIMIT // 2]:
+            self._paused.discard(slot)
+            source.resume(slot)
+            kept = held.get(slot)
+            after = kept[-1].offset + 1 if kept else self.checkpointer.offsets.get(slot)
+            try:
+                if after is not None:
+                    source.seek(slot, after)  # what was polled while paused was dropped
+            except StreamError as exc:  # revoked meanwhile: its new owner reads it
+                log.debug("resuming %s: %s", slot, exc)
+
+    def _release_all(self, source: Source) -> None:
+        """Before the consumer goes back to our offsets: nothing held or paused any more (what
+        was held is read again from there)."""
+        self._held = {}
+        for slot in self._paused:
+            source.resume(slot)
+        self._paused = set()
 
     def _watch_assignment(self, source: Source, now: float, unassigned_since: float) -> float:
         """Rejoin when no partition has been assigned for a while (a join that raced the

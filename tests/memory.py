@@ -30,6 +30,7 @@ class ListSource:
         on_lost: OnPartitions | None = None,
     ) -> None:
         self.topic = topic
+        self.labels_topic: str | None = None
         self.records = [Record(topic, 0, i, v, 0) for i, v in enumerate(values)]
         self.batch = batch
         self.position = 0
@@ -78,6 +79,15 @@ class ListSource:
     def lag(self) -> dict[int, int]:
         return {0: len(self.records) - self.position} if self.assigned else {}
 
+    def behind(self, partition: int) -> bool:
+        return self.position < len(self.records)
+
+    def pause(self, partition: int) -> None:
+        pass
+
+    def resume(self, partition: int) -> None:
+        pass
+
     def exhausted(self) -> bool:
         return self.position >= len(self.records)
 
@@ -117,12 +127,24 @@ class PartitionedSource:
         *,
         on_assign: OnPartitions | None = None,
         on_revoke: OnPartitions | None = None,
+        labels: Mapping[int, Iterable[bytes | None]] | None = None,
+        labels_topic: str | None = None,
+        timestamps: Mapping[int, list[int]] | None = None,
     ) -> None:
         self.topic = topic
         self.records = {
             p: [Record(topic, p, i, v, 0, f"k{p}-{i}".encode()) for i, v in enumerate(values)]
             for p, values in partitions.items()
         }
+        # A labels topic's partition p is the source's ~p (consumers.records.labels_slot).
+        self.labels_topic = labels_topic if labels is not None else None
+        for p, values in (labels or {}).items():
+            self.records[~p] = [Record(labels_topic or f"{topic}.labels", p, i, v, 0)
+                                for i, v in enumerate(values)]
+        for p, ts in (timestamps or {}).items():  # Kafka timestamps (ms), else 0
+            self.records[p] = [r._replace(timestamp=t) for r, t in zip(self.records[p], ts,
+                                                                        strict=True)]
+        self.paused: set[int] = set()
         self.batch = batch
         self.positions = dict.fromkeys(self.records, 0)
         self.assigned: list[int] = []
@@ -138,6 +160,8 @@ class PartitionedSource:
                 self.on_assign(self, list(self.assigned))
         out: list[Record] = []
         for p in self.assigned:
+            if p in self.paused:
+                continue
             got = self.records[p][self.positions[p] : self.positions[p] + self.batch]
             self.positions[p] += len(got)
             out.extend(got)
@@ -147,6 +171,7 @@ class PartitionedSource:
         if self.on_revoke is not None:
             self.on_revoke(self, list(self.assigned))
         self.assigned = []
+        self.paused = set()
 
     def seek(self, partition: int, offset: int) -> None:
         if partition not in self.assigned:
@@ -173,6 +198,15 @@ class PartitionedSource:
 
     def lag(self) -> dict[int, int]:
         return {p: len(self.records[p]) - self.positions[p] for p in self.assigned}
+
+    def behind(self, partition: int) -> bool:
+        return self.positions[partition] < len(self.records[partition])
+
+    def pause(self, partition: int) -> None:
+        self.paused.add(partition)
+
+    def resume(self, partition: int) -> None:
+        self.paused.discard(partition)
 
     def exhausted(self) -> bool:
         return all(self.positions[p] >= len(r) for p, r in self.records.items())

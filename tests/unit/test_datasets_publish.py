@@ -134,33 +134,34 @@ def decode_all(sent):
 
 def test_publish_loops_up_to_the_limit():
     sent = []
-    n = publish(sent.append, iter(ROWS), limit=8, loop=True)
+    n = publish(lambda v, k: sent.append(v), iter(ROWS), limit=8, loop=True)
     assert n == 8
     assert decode_all(sent) == list(itertools.islice(itertools.cycle(ROWS), 8))
 
 
 def test_publish_without_loop_stops_at_the_end():
     sent = []
-    assert publish(sent.append, iter(ROWS), limit=8) == 3
+    assert publish(lambda v, k: sent.append(v), iter(ROWS), limit=8) == 3
     assert decode_all(sent) == ROWS
 
 
 def test_publish_limit_without_loop():
     sent = []
-    assert publish(sent.append, iter(ROWS), limit=2) == 2
+    assert publish(lambda v, k: sent.append(v), iter(ROWS), limit=2) == 2
     assert decode_all(sent) == ROWS[:2]
 
 
 def test_publish_stops_when_asked():
     sent = []
-    n = publish(sent.append, iter(ROWS), loop=True, should_stop=lambda: len(sent) >= 5)
+    n = publish(lambda v, k: sent.append(v), iter(ROWS), loop=True,
+                should_stop=lambda: len(sent) >= 5)
     assert n == 5 == len(sent)
 
 
 def test_published_elec_decodes_to_the_same_rows():
     rows = list(bundled("elec", limit=100))
     sent = []
-    publish(sent.append, iter(rows))
+    publish(lambda v, k: sent.append(v), iter(rows))
     assert decode_all(sent) == rows
 
 

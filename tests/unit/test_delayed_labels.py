@@ -38,7 +38,7 @@ def served(values, pending=None, settings=ONE):
 def test_labels_on_the_events_topic_equal_rivers_delayed_evaluation():
     rows = list(bundled("elec", limit=2000))
     values: list[bytes] = []
-    publish(values.append, rows, label_delay=100)
+    publish(lambda v, k: values.append(v), rows, label_delay=100)
     assert len(values) == 4000
     service, registry, sink = served(values)
     accuracy = registry.get_sample_value("driftline_prequential_accuracy", {"model": "lr"})

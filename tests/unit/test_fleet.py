@@ -170,7 +170,7 @@ class Transactions:
     def flush(self, timeout=None) -> None:
         pass
 
-    def commit(self, topic, next_offsets, group_metadata) -> None:
+    def commit(self, topic, next_offsets, group_metadata, labels_topic=None) -> None:
         from consumers.errors import DeliveryFailed
 
         if self.fail_commits:

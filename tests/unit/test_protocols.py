@@ -10,7 +10,7 @@ import pytest
 from consumers.kafka_io import KafkaSource
 from consumers.source import Source
 from consumers.wire import REASONS, Rejection
-from tests.memory import ListSource
+from tests.memory import ListSource, PartitionedSource
 
 PROTOCOL = {
     name for name, member in vars(Source).items()
@@ -20,11 +20,12 @@ PROTOCOL = {
 
 def test_the_protocol_names_every_method_the_service_uses():
     expected = {"poll", "seek", "seek_to_start", "assignment", "resubscribe", "commit", "lag",
+                "behind", "pause", "resume",
                 "close"}
     assert expected == PROTOCOL
 
 
-@pytest.mark.parametrize("cls", [KafkaSource, ListSource])
+@pytest.mark.parametrize("cls", [KafkaSource, ListSource, PartitionedSource])
 def test_each_source_implements_all_of_the_protocol(cls):
     for name in PROTOCOL:
         ours = inspect.signature(getattr(Source, name))
