@@ -15,7 +15,9 @@ with the same (y, prediction) pairs they equal River's `metrics.Accuracy`, `metr
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
 
 
 class Counts:
@@ -35,24 +37,17 @@ class Counts:
         if y == pred:
             self.hits[y] = self.hits.get(y, 0) + 1
 
-    def remove(self, y: Hashable, pred: Hashable, hit: int) -> None:
-        """Undo `add(y, pred)` (`hit`: whether y == pred); a class counted nowhere is dropped,
-        as if it had never been seen."""
-        truth, predicted = self.truth, self.predicted
-        if truth[y] == 1:
-            del truth[y]
-        else:
-            truth[y] -= 1
-        if predicted[pred] == 1:
-            del predicted[pred]
-        else:
-            predicted[pred] -= 1
-        if hit:
-            hits = self.hits
-            if hits[y] == 1:
-                del hits[y]
-            else:
-                hits[y] -= 1
+    @classmethod
+    def of_pairs(cls, pairs: Mapping[tuple[Hashable, Hashable], int]) -> Counts:
+        """The counts of (y, prediction) pairs counted `pairs[(y, prediction)]` times."""
+        counts = cls()
+        truth, predicted, hits = counts.truth, counts.predicted, counts.hits
+        for (y, pred), k in pairs.items():
+            truth[y] = truth.get(y, 0) + k
+            predicted[pred] = predicted.get(pred, 0) + k
+            if y == pred:
+                hits[y] = hits.get(y, 0) + k
+        return counts
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[Hashable, Hashable]]) -> Counts:
@@ -83,6 +78,10 @@ class Counts:
 class Score:
     """Prequential scores, cumulative and over the last `window` tested events.
 
+    Each event costs a few list writes: its (label, prediction) pair goes into a ring, and the
+    per-class counts are made from the ring only when read (a count of the ring's distinct
+    pairs, in C) or when the ring is about to overwrite pairs not counted yet.
+
     Parameters
     ----------
     window
@@ -90,12 +89,12 @@ class Score:
     """
 
     __slots__ = (
+        "_recent",
         "all",
         "correct",
-        "recent",
+        "folded",
+        "ring",
         "ring_ok",
-        "ring_pred",
-        "ring_y",
         "tested",
         "window",
         "window_correct",
@@ -107,64 +106,76 @@ class Score:
         self.window = window
         self.tested = 0
         self.correct = 0
-        # The last `window` outcomes, labels and predictions: the oldest leaves the rolling
-        # counts as the newest enters (a few dict updates an event, where counting the window
-        # again on every read cost more than the model on a one-model service).
-        self.ring_ok = bytearray(window)
-        self.ring_y: list[Hashable] = [None] * window
-        self.ring_pred: list[Hashable] = [None] * window
+        self.ring_ok = bytearray(window)  # the last `window` outcomes, 1 when right
+        self.ring: list[tuple[Hashable, Hashable] | None] = [None] * window  # (y, prediction)
         self.window_correct = 0
-        self.all = Counts()
-        self.recent = Counts()
+        self.all = Counts()  # every pair up to event `folded`
+        self.folded = 0
+        self._recent: tuple[int, Counts] | None = None  # (tested, the ring's counts)
 
     def add(self, y: Hashable, pred: Hashable) -> int:
-        """Score one prediction; returns 1 if it was right, else 0. (The hot path: inlined.)"""
-        counts = self.all
-        truth, predicted = counts.truth, counts.predicted
-        truth[y] = truth.get(y, 0) + 1
-        predicted[pred] = predicted.get(pred, 0) + 1
-        if pred == y:
-            ok = 1
-            hits = counts.hits
-            hits[y] = hits.get(y, 0) + 1
-        else:
-            ok = 0
+        """Score one prediction; returns 1 if it was right, else 0. (The hot path.)"""
         tested = self.tested
+        if tested - self.folded == self.window:  # the oldest pair not counted yet goes next
+            self._fold()
+        ok = 1 if pred == y else 0
         i = tested % self.window
-        ring_ok, ring_y, ring_pred = self.ring_ok, self.ring_y, self.ring_pred
-        recent = self.recent
-        if tested >= self.window:  # the oldest outcome leaves the window
-            recent.remove(ring_y[i], ring_pred[i], ring_ok[i])
-        truth, predicted = recent.truth, recent.predicted  # recent.add(y, pred), inlined
-        truth[y] = truth.get(y, 0) + 1
-        predicted[pred] = predicted.get(pred, 0) + 1
-        if ok:
-            hits = recent.hits
-            hits[y] = hits.get(y, 0) + 1
+        ring_ok = self.ring_ok
         self.window_correct += ok - ring_ok[i]
         ring_ok[i] = ok
-        ring_y[i] = y
-        ring_pred[i] = pred
+        self.ring[i] = (y, pred)
         self.tested = tested + 1
         self.correct += ok
         return ok
 
-    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
-        # A checkpoint of an older version has no rolling counts: they are made from its ring.
+    def _fold(self) -> None:
+        """Count the pairs of the ring not counted yet into `all`."""
+        n = self.tested - self.folded
+        if not n:
+            return
+        ring, size = self.ring, self.window
+        start = self.folded % size
+        stop = start + n
+        chunk = ring[start:stop] if stop <= size else ring[start:] + ring[: stop - size]
+        counts = self.all
+        truth, predicted, hits = counts.truth, counts.predicted, counts.hits
+        for (y, pred), k in collections.Counter(chunk).items():
+            truth[y] = truth.get(y, 0) + k
+            predicted[pred] = predicted.get(pred, 0) + k
+            if y == pred:
+                hits[y] = hits.get(y, 0) + k
+        self.folded = self.tested
+
+    def _window_counts(self) -> Counts:
+        cached = self._recent
+        if cached is not None and cached[0] == self.tested:
+            return cached[1]
+        counts = Counts.of_pairs(collections.Counter(self.ring[: min(self.tested, self.window)]))
+        self._recent = (self.tested, counts)
+        return counts
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         _, slots = state
+        if "ring" not in slots:  # pickled by an older version: its counts are all folded
+            slots = dict(slots)
+            ring = list(zip(slots.pop("ring_y"), slots.pop("ring_pred"), strict=True))
+            n = min(slots["tested"], slots["window"])
+            slots["ring"] = [pair if k < n else None for k, pair in enumerate(ring)]
+            slots["folded"] = slots["tested"]
+        slots.setdefault("_recent", None)
         for name, value in slots.items():
             setattr(self, name, value)
-        if "recent" not in slots:
-            n = min(self.tested, self.window)
-            start = self.tested - n
-            order = [(start + k) % self.window for k in range(n)]
-            self.recent = Counts.of((self.ring_y[j], self.ring_pred[j]) for j in order)
 
     def last_outcomes(self, n: int) -> list[int]:
         """The 0/1 outcomes of the last `n` tests (at most the window), oldest first."""
         ring, tested = self.ring_ok, self.tested
         size = len(ring)
         return [ring[i % size] for i in range(tested - min(n, tested, size), tested)]
+
+    @property
+    def recent(self) -> Counts:
+        """The per-class counts of the last `window` tested events."""
+        return self._window_counts()
 
     @property
     def accuracy(self) -> float | None:
@@ -177,16 +188,18 @@ class Score:
 
     @property
     def f1(self) -> float | None:
+        self._fold()
         return self.all.f1()
 
     @property
     def rolling_f1(self) -> float | None:
-        return self.recent.f1()
+        return self._window_counts().f1()
 
     @property
     def recall(self) -> Mapping[Hashable, float]:
+        self._fold()
         return self.all.recall()
 
     @property
     def rolling_recall(self) -> Mapping[Hashable, float]:
-        return self.recent.recall()
+        return self._window_counts().recall()

@@ -1,5 +1,6 @@
 """Prequential scores: the rolling counts kept as the window moves equal a recount of it."""
 
+import copy
 import pickle
 import random
 
@@ -42,13 +43,32 @@ def test_rolling_f1_equals_rivers_rolling_macro_f1_while_every_class_stays():
     assert abs(score.rolling_f1 - river.get()) <= 1e-9
 
 
-def test_a_score_pickled_by_an_older_version_gets_its_rolling_counts():
+def test_a_score_pickled_by_an_older_version_carries_on():
     score = Score(window=30)
     for y, pred in pairs(100):
         score.add(y, pred)
-    _, slots = score.__getstate__()
-    del slots["recent"]  # as an older version wrote it
+    score.f1  # noqa: B018 - reading counts every pair into `all`
+    # The slots of the previous version: the ring as two lists, every pair counted in `all`.
+    old_slots = {
+        "all": copy.deepcopy(score.all), "correct": score.correct,
+        "ring_ok": bytearray(score.ring_ok),
+        "ring_y": [p[0] for p in score.ring], "ring_pred": [p[1] for p in score.ring],
+        "tested": score.tested, "window": score.window, "window_correct": score.window_correct,
+    }
     old = Score.__new__(Score)
-    old.__setstate__((None, slots))
-    assert old.recent.truth == score.recent.truth and old.recent.hits == score.recent.hits
+    old.__setstate__((None, old_slots))
+    for y, pred in pairs(50, seed=4):
+        old.add(y, pred)
+        score.add(y, pred)
+    assert (old.f1, old.recall, old.rolling_f1, old.rolling_recall) == (
+        score.f1, score.recall, score.rolling_f1, score.rolling_recall)
     assert pickle.loads(pickle.dumps(score)).rolling_recall == score.rolling_recall
+
+
+def test_cumulative_counts_equal_a_count_of_every_pair():
+    score = Score(window=7)  # the ring wraps many times between two reads
+    seen = list(pairs(500))
+    for y, pred in seen:
+        score.add(y, pred)
+    every = Counts.of(seen)
+    assert score.f1 == every.f1() and score.recall == every.recall()
