@@ -107,7 +107,7 @@ class Score:
         self.tested = 0
         self.correct = 0
         self.ring_ok = bytearray(window)  # the last `window` outcomes, 1 when right
-        self.ring: list[tuple[Hashable, Hashable] | None] = [None] * window  # (y, prediction)
+        self.ring: list[Any] = [None] * window  # (y, prediction) pairs
         self.window_correct = 0
         self.all = Counts()  # every pair up to event `folded`
         self.folded = 0
