@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from common import ONE_MODEL, free_port
+from common import ONE_MODEL, consumed, free_port
 from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.kafka_io import create_topic
@@ -66,16 +66,6 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
     finally:
         admin.close()
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic)
-
-
-def consumed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("driftline_events_total{"))
 
 
 def ready(port: int) -> bool:

@@ -23,11 +23,10 @@ import signal
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 
-from common import free_port
+from common import consumed, free_port
 
 from consumers.kafka_io import KafkaSink, broker_ready, create_topic
 from consumers.wire import encode
@@ -68,11 +67,6 @@ def fill(bootstrap: str, topic: str, n: int) -> None:
     sink.close()
 
 
-def consumed(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(v) for v in re.findall(r'^driftline_events_total\{[^}]*\} (\S+)$', text, re.M))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -99,11 +93,7 @@ def main() -> None:
     def watch() -> None:  # SIGTERM once every event is consumed: serve ends as on a deploy
         while True:
             time.sleep(0.2)
-            try:
-                n = consumed(port)
-            except OSError:
-                continue
-            if n >= args.events:
+            if consumed(port) >= args.events:
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import free_port
+from common import consumed, free_port
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.kafka_io import broker_ready, create_topic
@@ -53,16 +53,6 @@ port = {port}
 [checkpoint]
 dir = "{state}"
 """
-
-
-def consumed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("driftline_events_total{"))
 
 
 def rss_mib(pid: int) -> float:

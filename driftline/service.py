@@ -329,8 +329,7 @@ class Service:
         touched: set[int] = set()
         pending = self._pending
         send_prediction = self.predictions.send if self.predictions is not None else None
-        names = self._names
-        predicted, correct = self.predicted, self.correct
+        score = self._score  # the prediction counters of a labelled event
         offsets = self.checkpointer.offsets
         first_offsets = self.checkpointer.first_offsets
         reasons = self.dead_letter_reasons
@@ -410,15 +409,7 @@ class Service:
                                 unlabelled += 1
                             else:
                                 learned += 1
-                                for name, guess in zip(names, prediction.members, strict=False):
-                                    if guess is not None:
-                                        predicted[name] += 1
-                                        if guess == y:
-                                            correct[name] += 1
-                                if prediction.label is not None:
-                                    predicted[ENSEMBLE] += 1
-                                    if prediction.label == y:
-                                        correct[ENSEMBLE] += 1
+                                score(prediction, y)
             if isinstance(event, Rejection):
                 self.dead_letters.send(record, event)
                 reasons[event.reason] += 1
