@@ -94,17 +94,12 @@ def elec_csv(start: int, limit: int) -> Path:
     return _CSV_CACHE[key]
 
 
-def test_sigkill_ten_times_learns_every_event_exactly_once(kafka_bootstrap, new_topic, tmp_path):
-    n = 20_000
-    topic = new_topic()
-    config, port = setup(tmp_path, kafka_bootstrap, topic)
-    publisher = publish(kafka_bootstrap, topic, n, rate=700)
-    rng = random.Random(20261127)
-    log = tmp_path / "serve.log"
-    for _ in range(10):
+def kill_while_learning(config: Path, log: Path, port: int, publisher: subprocess.Popen,
+                        rng: random.Random, times: int) -> None:
+    """Start the service `times` times and SIGKILL it at a random moment while it learns: once
+    it consumes and has learned something since it started (or nothing is left to learn)."""
+    for _ in range(times):
         with Service(config, log) as service:
-            # Kill it at a random moment while it is learning: once it consumes and has learned
-            # something since it started (or there is nothing left to learn).
             wait_for(lambda: consuming(port), timeout=60, what="the service consuming")
             start = learned(port) or 0
             wait_for(
@@ -115,6 +110,16 @@ def test_sigkill_ten_times_learns_every_event_exactly_once(kafka_bootstrap, new_
             assert service.proc is not None
             service.proc.send_signal(signal.SIGKILL)
             service.proc.wait(10)
+
+
+def test_sigkill_ten_times_learns_every_event_exactly_once(kafka_bootstrap, new_topic, tmp_path):
+    n = 20_000
+    topic = new_topic()
+    config, port = setup(tmp_path, kafka_bootstrap, topic)
+    publisher = publish(kafka_bootstrap, topic, n, rate=700)
+    rng = random.Random(20261127)
+    log = tmp_path / "serve.log"
+    kill_while_learning(config, log, port, publisher, rng, times=10)
     assert publisher.wait(120) == 0
     with Service(config, log) as service:
         wait_for(lambda: learned(port) == n, timeout=120, what=f"{n} samples learned")

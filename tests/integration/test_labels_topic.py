@@ -15,7 +15,13 @@ from pathlib import Path
 
 from consumers.kafka_io import create_topic
 from tests.integration.support import Service, driftline, sample, wait_for
-from tests.integration.test_exactly_once import consuming, elec_csv, learned, setup
+from tests.integration.test_exactly_once import (
+    consuming,
+    elec_csv,
+    kill_while_learning,
+    learned,
+    setup,
+)
 
 DELAY = 1000
 
@@ -95,18 +101,7 @@ def test_sigkill_with_labels_in_flight_scores_and_learns_each_event_once(
     publisher = publish_delayed(kafka_bootstrap, topic, n, rate=700)
     rng = random.Random(20261128)
     log = tmp_path / "serve.log"
-    for _ in range(6):
-        with Service(config, log) as service:
-            wait_for(lambda: consuming(port), timeout=60, what="the service consuming")
-            start = learned(port) or 0
-            wait_for(
-                lambda start=start: (learned(port) or 0) > start or publisher.poll() is not None,
-                timeout=60, what="the service learning",
-            )
-            time.sleep(rng.uniform(0.0, 1.5))
-            assert service.proc is not None
-            service.proc.send_signal(signal.SIGKILL)
-            service.proc.wait(10)
+    kill_while_learning(config, log, port, publisher, rng, times=6)
     assert publisher.wait(120) == 0
     with Service(config, log) as service:
         wait_for(lambda: learned(port) == n, timeout=120, what=f"{n} samples learned")
