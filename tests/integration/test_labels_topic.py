@@ -57,7 +57,10 @@ def assert_once(got: dict[str, float | None], n: int) -> None:
     and the events written in the same millisecond as the first label, taken before it.)"""
     tested = got.pop("tested")
     assert got.pop("predictions") == tested
-    assert tested is not None and n - DELAY - 50 <= tested <= n - DELAY, tested
+    # At most n: an event is scored only when its label joins it, and each join is a learning
+    # (learned == n below). More than n - DELAY is possible after a kill: the replay may take
+    # the two topics in another interleaving, so an early event is predicted after a label.
+    assert tested is not None and n - DELAY - 50 <= tested <= n, tested
     assert got == {"learned": n, "events learned": n, "events unlabelled": n, "dead letters": 0,
                    "pending": 0}
 
