@@ -77,22 +77,45 @@ class FastLeafNaiveBayes(LeafNaiveBayes):
 
 
 class FastLeafNaiveBayesAdaptive(LeafNaiveBayesAdaptive):
-    """River's `LeafNaiveBayesAdaptive` with `naive_bayes`."""
+    """River's `LeafNaiveBayesAdaptive` with `naive_bayes`.
+
+    Test-then-train asks a leaf for the naive Bayes prediction of one event twice: to predict,
+    then to learn. The second is the first's when it is the same dict and the leaf has learned
+    nothing since (every learning adds its weight to the total), so it is kept from one to the
+    other instead of computed again: the same numbers, half the work.
+    """
+
+    _nb_last: tuple[dict, float, dict] | None = None  # (x, total weight, prediction)
+
+    def _naive_bayes(self, x: dict) -> dict:
+        total = sum(self.stats.values())
+        last = self._nb_last
+        if last is not None and last[0] is x and last[1] == total:
+            return last[2]
+        proba = naive_bayes(x, self.stats, self.splitters)
+        self._nb_last = (x, total, proba)
+        return proba
 
     def learn_one(self, x: dict, y: Any, *, w: float = 1.0, tree: Any = None) -> None:
         if self.is_active():
             stats = self.stats
             if not stats or max(stats, key=stats.__getitem__) == y:  # the majority was right
                 self._mc_correct_weight += w
-            nb_pred = naive_bayes(x, stats, self.splitters)
+            nb_pred = self._naive_bayes(x)
             if nb_pred and max(nb_pred, key=nb_pred.__getitem__) == y:
                 self._nb_correct_weight += w
+            self._nb_last = None
         super(LeafNaiveBayesAdaptive, self).learn_one(x, y, w=w, tree=tree)
 
     def prediction(self, x: dict, *, tree: Any = None) -> dict:
         if self.is_active() and self._nb_correct_weight >= self._mc_correct_weight:
-            return naive_bayes(x, self.stats, self.splitters)
+            return dict(self._naive_bayes(x))  # a copy: the caller may change it
         return super(LeafNaiveBayesAdaptive, self).prediction(x)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_nb_last", None)  # an event's dict, not state
+        return state
 
 
 class FastLeaves:

@@ -161,8 +161,14 @@ def test_kafka_store_partition_scope_sigkills_learn_each_event_once(
             service.proc.wait(10)
     assert publisher.wait(120) == 0
     with Service(config, log) as service:
-        wait_for(lambda: learned_over_partitions(config) == n, timeout=180,
-                 what=f"{n} learned over both partitions")
+        try:
+            wait_for(lambda: learned_over_partitions(config) == n, timeout=180,
+                     what=f"{n} learned over both partitions")
+        except AssertionError as timeout:
+            raise AssertionError(
+                f"{timeout}: {learned_over_partitions(config)} learned, "
+                f"{sample(port, 'driftline_pending_labels')} pending\n{service.output()[-6000:]}"
+            ) from None
         time.sleep(2)
         assert learned_over_partitions(config) == n
         pending = sample(port, "driftline_pending_labels")

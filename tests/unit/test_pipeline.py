@@ -447,9 +447,12 @@ def test_the_one_member_step_equals_the_general_predict_then_learn(preset):
             b[name].accuracy, b[name].drifts, b[name].learned, b[name].f1)
 
 
+@pytest.mark.parametrize("delay", [0, 3])
 @pytest.mark.parametrize("leaves", ["nba", "nb"])
 @pytest.mark.parametrize("stream", ["led", "agrawal"])
-def test_the_inlined_naive_bayes_leaves_give_rivers_probabilities_exactly(leaves, stream):
+def test_the_inlined_naive_bayes_leaves_give_rivers_probabilities_exactly(leaves, stream, delay):
+    """Learned at once (the leaf's prediction kept from test to train) or `delay` events after
+    the prediction (the leaf has learned others since: computed again)."""
     from river.datasets import synth
 
     from pipeline.presets import HoeffdingTree
@@ -459,11 +462,15 @@ def test_the_inlined_naive_bayes_leaves_give_rivers_probabilities_exactly(leaves
     ours = HoeffdingTree(grace_period=50, delta=0.01, leaf_prediction=leaves)
     river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01, leaf_prediction=leaves)
     rng = random.Random(7)
+    waiting: list[tuple[dict, object]] = []
     for x, y in rows:
         if rng.random() < 0.1:
             del x[rng.choice(list(x))]  # a missing feature now and then
         assert ours.predict_proba_one(x) == river.predict_proba_one(x)
-        ours.learn_one(x, y)
-        river.learn_one(x, y)
+        waiting.append((x, y))
+        if len(waiting) > delay:
+            x_, y_ = waiting.pop(0)
+            ours.learn_one(x_, y_)
+            river.learn_one(x_, y_)
     if stream == "agrawal":  # 10 classes need more events to split; 2 do not
         assert ours.height > 1  # leaves made at a split are the inlined ones too
