@@ -3,6 +3,7 @@
 import json
 import math
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -383,17 +384,31 @@ _values = st.one_of(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.text(min_size=1, max_size=12), _values, min_size=1, max_size=5))
-def test_the_fast_path_for_plain_numbers_decides_as_the_full_check(x):
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(min_size=1, max_size=12), _values, min_size=1, max_size=5),
+       _values | st.floats(), st.one_of(st.none(), st.text(max_size=3), st.integers()),
+       st.sampled_from(["", "NaN", "-Infinity", "\"\\ud800\"", "123456789012345678901234"]))
+def test_the_fast_path_for_plain_numbers_decides_as_the_full_check(x, y, event_id, raw):
+    """orjson and the check for plain numbers against the standard decoder and the full check,
+    on any message (a raw literal that orjson refuses or reads otherwise, as the label)."""
     decoder = Decoder(limits=Limits(max_feature_name_chars=8))
-    value = json.dumps({"x": x, "y": 1}).encode()
+    value = json.dumps({"x": x, "y": y, "id": event_id}).encode()
+    if raw:
+        value = value[:-1] + b', "y": ' + raw.encode() + b"}"
     fast = decoder.decode(value)
     import consumers.wire as wire
 
+    class Refuses:  # orjson refusing everything: the standard decoder reads every message
+        JSONDecodeError = orjson.JSONDecodeError
+
+        @staticmethod
+        def loads(value: bytes) -> None:
+            raise orjson.JSONDecodeError("refused", "", 0)
+
     plain, wire._plain = wire._plain, lambda *args: False
+    fast_json, wire.orjson = wire.orjson, Refuses  # type: ignore[assignment]
     try:
         full = decoder.decode(value)
     finally:
-        wire._plain = plain
+        wire._plain, wire.orjson = plain, fast_json
     assert fast == full

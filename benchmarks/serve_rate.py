@@ -1,0 +1,148 @@
+"""Serve rate: `driftline serve` as a user runs it, every feature on, events/s from a full topic.
+
+One topic of N events (Elec2, repeated) is filled once. Each round starts `driftline serve` with
+the default configuration (the default model set, ADWIN, checkpoints every 5 s, dead letters, the
+predictions topic) on a fresh group and state, and times it from its first consumed event to the
+N-th (read from its /metrics every 20 ms). Start-up and group join are not throughput.
+
+With `--against DIR`, each round runs this checkout and then the checkout in DIR (an older
+release, say) on the same topic, alternately, and prints the ratio of the medians and the median
+of the per-round ratios: a before/after comparison through the command line that both share.
+
+    python benchmarks/serve_rate.py [--events 100000] [--rounds 5] [--against DIR]
+                                    [--one-model] [--no-predictions] [--bootstrap HOST:PORT]
+
+`--one-model`: one logistic regression and no drift detection instead of the default set (the
+model of benchmarks/throughput.py; a release whose default set differs is compared like that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import ONE_MODEL, consumed, free_port
+from kafka import KafkaProducer
+
+from consumers.kafka_io import broker_ready, create_topic
+from consumers.wire import encode
+from driftline import broker
+from driftline.datasets import bundled
+
+HERE = Path(__file__).resolve().parent.parent
+
+CONFIG = """
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic = "{topic}"
+group_id = "{group}"
+{kafka_extra}
+[metrics]
+port = {port}
+
+[checkpoint]
+dir = "{state}"
+"""
+
+
+def fill(bootstrap: str, topic: str, n: int) -> None:
+    create_topic(bootstrap, topic, 1)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024)
+    rows = itertools.chain.from_iterable(itertools.repeat(list(bundled("elec"))))
+    for x, y in itertools.islice(rows, n):
+        producer.send(topic, encode(x, y))
+    producer.flush()
+    producer.close()
+
+
+def serve_rate(checkout: Path, bootstrap: str, topic: str, n: int, extra: str = "",
+               kafka_extra: str = "") -> float:
+    """Events/s of `driftline serve` from `checkout`, first consumed event to the n-th."""
+    folder = Path(tempfile.mkdtemp(prefix="driftline-rate-"))
+    port = free_port()
+    config = folder / "driftline.toml"
+    config.write_text(CONFIG.format(bootstrap=bootstrap, topic=topic, port=port,
+                                    kafka_extra=kafka_extra,
+                                    group=f"rate-{uuid.uuid4().hex[:8]}", state=folder / "state")
+                      + extra)
+    env = {**os.environ, "PYTHONPATH": str(checkout),
+           "DRIFTLINE_CHECKPOINT_KEY": "benchmark-key"}
+    with open(folder / "serve.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "driftline", "serve", "--config",
+                                 str(config)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=checkout)
+    try:
+        deadline = time.monotonic() + 600
+        first = None
+        while time.monotonic() < deadline:
+            seen = consumed(port)
+            now = time.perf_counter()
+            if first is None and seen > 0:
+                first = (now, seen)
+            if seen >= n and first is not None:
+                return (n - first[1]) / (now - first[0])
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"{checkout}: {consumed(port):.0f} of {n} consumed; log in {folder}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against", type=Path, help="another checkout, run in turn with this one")
+    parser.add_argument("--one-model", action="store_true",
+                        help="one logistic regression, no drift detection (throughput.py's model)")
+    parser.add_argument("--no-predictions", action="store_true",
+                        help="this checkout without its predictions topic (a release before it "
+                        "had none)")
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    args = parser.parse_args()
+    bootstrap = args.bootstrap or "127.0.0.1:9092"
+    if not broker_ready(bootstrap):
+        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    topic = f"bench-rate-{uuid.uuid4().hex[:8]}"
+    fill(bootstrap, topic, args.events)
+    extra = ONE_MODEL if args.one_model else ""
+    ours: list[float] = []
+    theirs: list[float] = []
+    for r in range(args.rounds):
+        ours.append(serve_rate(HERE, bootstrap, topic, args.events, extra,
+                               'predictions_topic = ""' if args.no_predictions else ""))
+        line = f"round {r + 1}: this checkout {ours[-1]:,.0f} events/s"
+        if args.against is not None:
+            theirs.append(serve_rate(args.against.resolve(), bootstrap, topic, args.events,
+                                     extra))
+            line += (f", {args.against} {theirs[-1]:,.0f} events/s, "
+                     f"ratio {ours[-1] / theirs[-1]:.3f}")
+        print(line, flush=True)
+    print(f"median over {args.rounds} rounds of {args.events:,} events: this checkout "
+          f"{statistics.median(ours):,.0f} events/s")
+    if theirs:
+        print(f"  {args.against}: {statistics.median(theirs):,.0f} events/s; ratio of medians "
+              f"{statistics.median(ours) / statistics.median(theirs):.3f}, median per-round ratio "
+              f"{statistics.median(o / t for o, t in zip(ours, theirs, strict=True)):.3f}")
+    print(f"command: python benchmarks/serve_rate.py --events {args.events} --rounds {args.rounds}"
+          + (" --one-model" if args.one_model else "")
+          + (" --no-predictions" if args.no_predictions else "")
+          + (f" --against {args.against}" if args.against else ""))
+
+
+if __name__ == "__main__":
+    main()
