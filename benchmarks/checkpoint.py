@@ -17,12 +17,12 @@ import threading
 import time
 import uuid
 
+from common import a_broker
 from prometheus_client import CollectorRegistry
 from throughput import fill_topic, stop_after  # same folder
 
 from consumers.deadletter import DeadLetters
-from consumers.kafka_io import KafkaSink, KafkaSource, broker_ready
-from driftline import broker
+from consumers.kafka_io import KafkaSink, KafkaSource
 from driftline.checkpoint import CheckpointStore
 from driftline.checkpointing import Checkpointer
 from driftline.config import Settings
@@ -63,9 +63,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     args = parser.parse_args()
 
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    bootstrap = a_broker(args.bootstrap)
     topic = f"bench-checkpoint-{uuid.uuid4().hex[:8]}"
     fill_topic(bootstrap, topic, args.events)
 

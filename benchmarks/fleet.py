@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from common import ONE_MODEL, consumed, free_port
+from common import ONE_MODEL, consumed, free_port, stop
 from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.kafka_io import create_topic
@@ -115,12 +115,9 @@ def run(bootstrap: str, instances: int, store: str, events: int, partitions: int
         return events / (time.monotonic() - start)
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # all at once: they leave the group together
         for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc, 30)
 
 
 def main() -> None:

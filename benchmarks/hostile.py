@@ -53,12 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import ONE_MODEL, free_port
+from common import ONE_MODEL, a_broker, free_port
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.kafka_io import KafkaSink, broker_ready, create_topic
-from driftline import broker
+from consumers.kafka_io import KafkaSink, create_topic
 from driftline.config import LearningSettings
 from driftline.datasets import bundled
 
@@ -516,9 +515,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     args = parser.parse_args()
 
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    bootstrap = a_broker(args.bootstrap)
     stream = build_stream(args.events, args.share, args.seed, args.max_classes)
     hostile = sum(1 for m in stream.messages if m.kind != "elec")
     print(f"{len(stream.messages):,} messages: {args.events:,} Elec2 events and {hostile:,} "

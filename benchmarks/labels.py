@@ -27,12 +27,12 @@ import time
 import tracemalloc
 import uuid
 
+from common import a_broker
 from prometheus_client import CollectorRegistry
 
 from consumers.deadletter import DeadLetters
-from consumers.kafka_io import KafkaSink, KafkaSource, broker_ready, create_topic
+from consumers.kafka_io import KafkaSink, KafkaSource, create_topic
 from consumers.wire import Decoder, encode
-from driftline import broker
 from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.learning import build_learner
@@ -117,9 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     n = min(args.events, len(list(bundled("elec"))))
 
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    bootstrap = a_broker(args.bootstrap)
     stem = f"bench-labels-{uuid.uuid4().hex[:8]}"
     immediate, late = f"{stem}-inline", f"{stem}-late"
     fill(bootstrap, immediate, n, late=False)

@@ -26,11 +26,10 @@ import time
 import uuid
 from collections import defaultdict
 
-from common import consumed, free_port
+from common import a_broker, consumed, free_port
 
-from consumers.kafka_io import KafkaSink, broker_ready, create_topic
+from consumers.kafka_io import KafkaSink, create_topic
 from consumers.wire import encode
-from driftline import broker
 from driftline.app import serve
 from driftline.config import (
     CheckpointSettings,
@@ -74,9 +73,7 @@ def main() -> None:
     parser.add_argument("--no-predictions", action="store_true",
                         help="turn the predictions topic off")
     args = parser.parse_args()
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    bootstrap = a_broker(args.bootstrap)
     topic = f"bench-profile-{uuid.uuid4().hex[:8]}"
     fill(bootstrap, topic, args.events)
     port = free_port()

@@ -21,85 +21,51 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from common import ONE_MODEL, consumed, free_port
+from common import ONE_MODEL, Serve, a_broker, elec_forever
 from kafka import KafkaProducer
 
-from consumers.kafka_io import broker_ready, create_topic
+from consumers.kafka_io import create_topic
 from consumers.wire import encode
-from driftline import broker
-from driftline.datasets import bundled
 
 HERE = Path(__file__).resolve().parent.parent
-
-CONFIG = """
-[kafka]
-bootstrap_servers = "{bootstrap}"
-topic = "{topic}"
-group_id = "{group}"
-{kafka_extra}
-[metrics]
-port = {port}
-
-[checkpoint]
-dir = "{state}"
-"""
 
 
 def fill(bootstrap: str, topic: str, n: int) -> None:
     create_topic(bootstrap, topic, 1)
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024)
-    rows = itertools.chain.from_iterable(itertools.repeat(list(bundled("elec"))))
-    for x, y in itertools.islice(rows, n):
+    for x, y in itertools.islice(elec_forever(), n):
         producer.send(topic, encode(x, y))
     producer.flush()
     producer.close()
 
 
-def serve_rate(checkout: Path, bootstrap: str, topic: str, n: int, extra: str = "",
-               kafka_extra: str = "") -> float:
+def serve_rate(checkout: Path, bootstrap: str, topic: str, n: int, tables: str = "",
+               kafka: str = "") -> float:
     """Events/s of `driftline serve` from `checkout`, first consumed event to the n-th."""
-    folder = Path(tempfile.mkdtemp(prefix="driftline-rate-"))
-    port = free_port()
-    config = folder / "driftline.toml"
-    config.write_text(CONFIG.format(bootstrap=bootstrap, topic=topic, port=port,
-                                    kafka_extra=kafka_extra,
-                                    group=f"rate-{uuid.uuid4().hex[:8]}", state=folder / "state")
-                      + extra)
-    env = {**os.environ, "PYTHONPATH": str(checkout),
-           "DRIFTLINE_CHECKPOINT_KEY": "benchmark-key"}
-    with open(folder / "serve.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "driftline", "serve", "--config",
-                                 str(config)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=checkout)
+    serve = Serve(bootstrap, topic, kafka=kafka, tables=tables, checkout=checkout,
+                  prefix="driftline-rate-")
     try:
         deadline = time.monotonic() + 600
         first = None
         while time.monotonic() < deadline:
-            seen = consumed(port)
+            seen = serve.consumed()
             now = time.perf_counter()
             if first is None and seen > 0:
                 first = (now, seen)
             if seen >= n and first is not None:
                 return (n - first[1]) / (now - first[0])
-            if proc.poll() is not None:
+            if serve.proc.poll() is not None:
                 break
             time.sleep(0.02)
-        raise RuntimeError(f"{checkout}: {consumed(port):.0f} of {n} consumed; log in {folder}")
+        raise RuntimeError(f"{checkout}: {serve.consumed():.0f} of {n} consumed; "
+                           f"log in {serve.folder}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        serve.stop()
 
 
 def main() -> None:
@@ -114,9 +80,7 @@ def main() -> None:
                         "had none)")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     args = parser.parse_args()
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    bootstrap = a_broker(args.bootstrap)
     topic = f"bench-rate-{uuid.uuid4().hex[:8]}"
     fill(bootstrap, topic, args.events)
     extra = ONE_MODEL if args.one_model else ""

@@ -21,38 +21,18 @@ import argparse
 import itertools
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import consumed, free_port
+from common import Serve, a_broker, consumed, elec_forever
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from consumers.kafka_io import broker_ready, create_topic
+from consumers.kafka_io import create_topic
 from consumers.wire import encode
-from driftline import broker
-from driftline.datasets import bundled
-
-CONFIG = """
-[kafka]
-bootstrap_servers = "{bootstrap}"
-topic = "{topic}"
-group_id = "{topic}-g"
-
-[metrics]
-port = {port}
-
-[checkpoint]
-dir = "{state}"
-"""
 
 
 def rss_mib(pid: int) -> float:
@@ -60,43 +40,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-class Serve:
-    """`driftline serve` on `topic`, in a process of its own."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="driftline-soak-"))
-        self.port = free_port()
-        config = self.folder / "driftline.toml"
-        config.write_text(CONFIG.format(bootstrap=bootstrap, topic=topic, port=self.port,
-                                        state=self.folder / "state"))
-        self.log = open(self.folder / "serve.log", "wb")  # noqa: SIM115 - the child keeps it
-        env = {**os.environ, "DRIFTLINE_CHECKPOINT_KEY": "benchmark-key"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "driftline", "serve", "--config", str(config)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-
-    def ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"not ready; log in {self.folder}")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def elec_forever() -> itertools.chain:
-    return itertools.chain.from_iterable(itertools.repeat(list(bundled("elec"))))
 
 
 def memory(bootstrap: str, events: int, sample: int) -> None:
@@ -107,7 +50,7 @@ def memory(bootstrap: str, events: int, sample: int) -> None:
         producer.send(topic, encode(x, y))
     producer.flush()
     producer.close()
-    serve = Serve(bootstrap, topic)
+    serve = Serve(bootstrap, topic, prefix="driftline-soak-")
     try:
         samples: list[tuple[int, float]] = []
         start = time.monotonic()
@@ -133,7 +76,7 @@ def memory(bootstrap: str, events: int, sample: int) -> None:
 def latency(bootstrap: str, rate: float, seconds: float) -> None:
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, 1)
-    serve = Serve(bootstrap, topic)
+    serve = Serve(bootstrap, topic, prefix="driftline-soak-")
     try:
         serve.ready()
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
@@ -183,9 +126,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        bootstrap = broker.up(int(bootstrap.rpartition(":")[2]))
+    bootstrap = a_broker(args.bootstrap)
     if not args.skip_memory:
         memory(bootstrap, args.events, args.sample)
     latency(bootstrap, args.rate, args.seconds)

@@ -24,14 +24,14 @@ import threading
 import time
 import uuid
 
+from common import a_broker
 from kafka import KafkaConsumer  # the hand-written baseline uses the client directly
 from prometheus_client import CollectorRegistry
 from river import linear_model, preprocessing
 
 from consumers.deadletter import DeadLetters
-from consumers.kafka_io import KafkaSink, KafkaSource, broker_ready, create_topic
+from consumers.kafka_io import KafkaSink, KafkaSource, create_topic
 from consumers.wire import encode
-from driftline import broker
 from driftline.config import DriftSettings, ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.learning import build_learner
@@ -120,10 +120,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     args = parser.parse_args()
 
-    bootstrap = args.bootstrap or "127.0.0.1:9092"
-    if not broker_ready(bootstrap):
-        port = int(bootstrap.rpartition(":")[2])
-        bootstrap = broker.up(port)
+    bootstrap = a_broker(args.bootstrap)
     topic = f"bench-throughput-{uuid.uuid4().hex[:8]}"
     t = time.perf_counter()
     fill_topic(bootstrap, topic, args.events)
