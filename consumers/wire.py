@@ -122,7 +122,7 @@ def _plain(x: dict[str, Any], max_name: int, bound: float) -> bool:
         return False
 
 
-# What orjson reads as the standard library does, as an id (an integer beyond 64 bits would be a
+# The ids that orjson reads as the standard library does (an integer beyond 64 bits would be a
 # float); a label's float is checked against MAX_INT.
 _ID_TYPES = (str, type(None))
 
@@ -210,22 +210,25 @@ class Decoder:
             return Rejection("empty", "the message has no value")
         if len(value) > self.max_bytes:
             return Rejection("too_large", f"{len(value)} bytes, more than {self.max_bytes}")
-        # The common event, fast: orjson and features that are all plain numbers. orjson reads
-        # such a message as the standard library does (the same floats; integers it would
-        # read as floats are beyond the bound); anything else it refuses or reads differently
-        # (NaN, lone surrogates, huge integers) is decoded again below, which says what is wrong.
+        # orjson first: strict RFC 8259 and about four times as fast. On what it accepts, it
+        # reads what the standard decoder reads, but for integers beyond 64 bits, which it
+        # makes floats: an id or a label of that kind, or a feature float beyond MAX_INT, is
+        # decoded again by the standard decoder, as is all that orjson refuses (NaN, lone
+        # surrogates), so every rejection keeps its reason and its detail.
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError:
-            obj = None
-        if type(obj) is dict:
-            x = obj.get("x")
-            y = obj.get("y")
-            if (type(x) is dict and x and len(x) <= self._max_features
-                    and _plain(x, self._max_name, self._plain_bound)
-                    and type(obj.get("id")) in _ID_TYPES
-                    and (type(y) is not float or -MAX_INT < y < MAX_INT)):
-                return self._rest(obj, x)
+            return self._standard(value)
+        if type(obj) is not dict:
+            return self._standard(value)
+        y = obj.get("y")
+        if type(obj.get("id")) not in _ID_TYPES or (
+                type(y) is float and not -MAX_INT < y < MAX_INT):
+            return self._standard(value)
+        return self._check(obj, value)
+
+    def _standard(self, value: bytes) -> Event | Rejection:
+        """`value` through the standard library's decoder, which says what is wrong with it."""
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -238,6 +241,11 @@ class Decoder:
             return Rejection("not_json", short(str(exc)))
         if type(obj) is not dict:
             return Rejection("not_object", f"expected a JSON object, got {type(obj).__name__}")
+        return self._check(obj, None)
+
+    def _check(self, obj: dict[str, Any], value: bytes | None) -> Event | Rejection:
+        """The checks of a decoded object; `value`: its bytes if orjson decoded it (a float
+        beyond MAX_INT may then be an integer literal: decoded again)."""
         x = obj.get("x")
         if type(x) is not dict:
             if x is None and "id" in obj and obj.get("y") is not None:
@@ -262,6 +270,8 @@ class Decoder:
             t = type(v)
             if t is float:
                 if not -max_abs <= v <= max_abs:  # NaN fails every comparison
+                    if value is not None and not -MAX_INT < v < MAX_INT:
+                        return self._standard(value)  # maybe an integer literal to orjson
                     if v - v != 0.0:  # inf - inf is nan; nan - nan is nan; finite - itself is 0
                         return Rejection("not_finite", f"feature {_name(key)} is {v}")
                     return Rejection(

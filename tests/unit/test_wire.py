@@ -380,7 +380,7 @@ _values = st.one_of(
     st.none(),
     st.text(max_size=3),
     st.lists(st.integers(), max_size=2),
-    st.sampled_from([1e12, -1e12, 1e12 + 1, 2**63, -(2**63), 2**62]),
+    st.sampled_from([1e12, -1e12, 1e12 + 1, 2**63, -(2**63), 2**62, 2**64, -(2**64), 10**30]),
 )
 
 
