@@ -7,6 +7,7 @@ service that does not exist yet.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -267,6 +268,11 @@ def serve(settings: Settings) -> int:
                 ", ".join(s.name for s in settings.models),
                 settings.drift.detector, settings.drift.response,
             )
+            # What start-up made (the modules of River, numpy and kafka-python, the restored
+            # state: some 100,000 objects) lives as long as the process: out of the cycle
+            # collector's sight, a full collection takes about a millisecond instead of 60,
+            # a pause every event in flight would wait through (docs/benchmarks.md, Soak).
+            gc.freeze()
             service.run(source, stop)
         finally:  # bounded: the broker may be away, and then unsent records wait
             sink.close(timeout=SINK_CLOSE_SECONDS)
