@@ -3,8 +3,10 @@
 River's `multiclass.OneVsRestClassifier` keeps a binary model per class, so on a binary stream
 it trains two models where one would do: the linear presets cost twice what River's binary
 `LogisticRegression` or `PAClassifier` costs there, and most streams are binary. `OneVsRest`
-keeps one binary model while at most two classes have been seen, and becomes River's
-`OneVsRestClassifier` when a third class arrives.
+keeps one binary model while at most two classes have been seen, and becomes a one-vs-rest
+when a third class arrives: `StackedOneVsRest` (River's models in one matrix) for River's
+logistic regression and passive-aggressive classifier, River's `OneVsRestClassifier` for any
+other binary model.
 
 `Scaled` puts `TypedScaler` in front of a classifier: River's ``TypedScaler() | model`` does the
 same, but its pipeline machinery costs about 20 µs per event, more than a binary linear model.
@@ -20,6 +22,7 @@ from typing import Any
 from river import base, multiclass
 
 from pipeline.preprocessing import TypedScaler
+from pipeline.stacked import StackedOneVsRest, stackable
 
 
 def mirrored(model: Any) -> Any:
@@ -44,7 +47,8 @@ class OneVsRest(base.Classifier):
 
     The first class seen is the binary model's ``True``; the second its ``False``. When a third
     class arrives, the model becomes the first class's one-vs-rest model, its mirror image
-    (`mirrored`) the second's, and the third gets a fresh clone, as River's would.
+    (`mirrored`) the second's, and the third gets a fresh clone, as River's would (stacked in
+    one matrix when `pipeline.stacked.stackable`).
 
     Parameters
     ----------
@@ -77,7 +81,10 @@ class OneVsRest(base.Classifier):
 
     @property
     def models(self) -> dict[Any, Any]:
-        """Class -> its binary model (while binary: the first class's model only)."""
+        """Class -> its binary model while at most two classes were seen (the first class's
+        model only) and for River's one-vs-rest; the stacked one has its rows instead."""
+        if isinstance(self.multi, StackedOneVsRest):
+            return {c: self.multi.weights[row] for c, row in self.multi.rows.items()}
         if self.multi is not None:
             return dict(self.multi.classifiers)
         return {self.classes[0]: self.binary} if self.classes else {}
@@ -100,8 +107,15 @@ class OneVsRest(base.Classifier):
 
     def _to_multiclass(self) -> None:
         first, second = self.classes
-        multi: Any = multiclass.OneVsRestClassifier(self.classifier)
-        multi.classifiers = {first: self.binary, second: mirrored(self.binary)}
+        multi: Any
+        if stackable(self.classifier):  # the same models, in one matrix
+            multi = StackedOneVsRest(self.classifier)
+            weights, intercept = dict(self.binary.weights), float(self.binary.intercept)
+            multi.add_class(first, weights, intercept)
+            multi.add_class(second, {k: -v for k, v in weights.items()}, -intercept)
+        else:
+            multi = multiclass.OneVsRestClassifier(self.classifier)
+            multi.classifiers = {first: self.binary, second: mirrored(self.binary)}
         self.multi, self.binary, self.classes = multi, None, []
 
     def predict_proba_one(self, x: dict, **kwargs: Any) -> dict[Any, float]:

@@ -1,10 +1,20 @@
 """The learning core against River's own evaluation, the ensemble, and any classification stream."""
 
+import inspect
 import math
 import random
 
 import pytest
-from river import datasets, linear_model, metrics, naive_bayes, preprocessing, tree
+from river import (
+    datasets,
+    linear_model,
+    metrics,
+    multiclass,
+    naive_bayes,
+    optim,
+    preprocessing,
+    tree,
+)
 from river import evaluate as river_evaluate
 
 from driftline.config import DriftSettings, LearningSettings, ModelSpec, Settings
@@ -15,6 +25,7 @@ from pipeline.ensemble import DriftEnsemble, LimitExceeded
 from pipeline.evaluate import evaluate
 from pipeline.onevsrest import OneVsRest, mirrored
 from pipeline.presets import PRESETS, FactoryError, accepts_weight, build_model
+from pipeline.stacked import StackedOneVsRest
 
 
 def one_model(model, detector="none", response="none", name="m", **learning):
@@ -417,19 +428,75 @@ def test_a_binary_stream_costs_one_model_with_rivers_binary_predictions():
     assert len(ours.models) == 1
 
 
-@pytest.mark.parametrize("make", [linear_model.LogisticRegression, linear_model.PAClassifier])
+LINEAR = {
+    "lr": linear_model.LogisticRegression,
+    "lr, its own rates and clip": lambda: linear_model.LogisticRegression(
+        optimizer=optim.SGD(0.2), intercept_lr=0.3, clip_gradient=0.05),
+    "pa": linear_model.PAClassifier,
+    "pa mode 0": lambda: linear_model.PAClassifier(mode=0, learn_intercept=False),
+    "pa mode 2": lambda: linear_model.PAClassifier(C=0.05, mode=2),
+}
+
+
+def numeric_multiclass(n=1500, seed=3, width=4):
+    """Classes that come one after another, features missing now and then and new ones
+    appearing, some values large enough for River's sigmoid and log-loss cut-offs."""
+    rng = random.Random(seed)
+    for i in range(n):
+        classes = 2 + min(3, i // 300)
+        y = rng.randrange(classes)
+        x = {f"f{j}": rng.gauss(y * (j % 3 - 1), 1.0) for j in range(width + i // 500)}
+        if rng.random() < 0.2:
+            del x[rng.choice(list(x))]
+        if rng.random() < 0.05:
+            x["loud"] = rng.choice([-400.0, 600.0])
+        yield x, "abcde"[y]
+
+
+def assert_same_probabilities(p, q):
+    assert p.keys() == q.keys()
+    assert all(abs(p[c] - q[c]) <= 1e-9 for c in p), (p, q)
+
+
+@pytest.mark.parametrize("make", sorted(LINEAR))
+def test_the_stacked_one_vs_rest_gives_rivers_one_vs_rest_probabilities(make):
+    ours, river = StackedOneVsRest(LINEAR[make]()), multiclass.OneVsRestClassifier(LINEAR[make]())
+    weighted = "w" in inspect.signature(river.classifier.learn_one).parameters
+    extreme = 0
+    for i, (x, y) in enumerate(numeric_multiclass()):
+        assert_same_probabilities(ours.predict_proba_one(x), river.predict_proba_one(x))
+        extreme += bool(ours.classes) and float(abs(ours._raw(ours._vector(x, False))).max()) > 30
+        w = {"w": 1.0 + i % 3} if weighted else {}
+        ours.learn_one(x, y, **w)
+        river.learn_one(x, y, **w)
+    assert len(ours.classes) == 5  # every class came
+    assert ours.pa or extreme > 10  # the logistic's cut-offs were used (a PA stays well inside)
+
+
+@pytest.mark.parametrize("make", sorted(LINEAR))
 def test_a_third_class_splits_the_binary_model_into_mirror_images(make):
-    model = OneVsRest(make())
-    for i in range(200):
-        model.learn_one({"a": float(i % 2), "b": 1.0}, "odd" if i % 2 else "even")
-    binary = model.models["even"]
-    x = {"a": 0.0, "b": 1.0}
-    p = binary.predict_proba_one(x)[True]
-    assert abs(mirrored(binary).predict_proba_one(x)[True] - (1.0 - p)) <= 1e-12
-    assert p > 0.5  # it learned that "even" is likely at a = 0: the mirror is not trivial
-    model.learn_one({"a": 5.0, "b": 0.0}, "third")
-    assert set(model.models) == {"even", "odd", "third"}
-    assert model.models["even"] is binary  # the first class keeps the binary model
+    model, binary = OneVsRest(LINEAR[make]()), LINEAR[make]()
+    rows = list(numeric_multiclass(width=12))  # more features than the matrix starts with
+    for x, y in rows[:300]:  # two classes: the binary model alone, "a" its True
+        model.learn_one(x, y)
+        binary.learn_one(x, y == "a")
+    assert len(model.models) == 1
+    p = binary.predict_proba_one(rows[0][0])[True]
+    assert abs(mirrored(binary).predict_proba_one(rows[0][0])[True] - (1.0 - p)) <= 1e-12
+    river = multiclass.OneVsRestClassifier(LINEAR[make]())
+    river.classifiers = {"a": binary, "b": mirrored(binary)}
+    for x, y in rows[300:]:  # from the third class on: River's one-vs-rest from those two
+        model.learn_one(x, y)
+        river.learn_one(x, y)
+        assert_same_probabilities(model.predict_proba_one(x), river.predict_proba_one(x))
+    assert set(model.models) == set("abcde")
+
+
+def test_a_one_vs_rest_of_another_model_is_rivers():
+    model = OneVsRest(linear_model.LogisticRegression(l2=0.01))
+    for x, y in numeric_multiclass(400):
+        model.learn_one(x, y)
+    assert isinstance(model.multi, multiclass.OneVsRestClassifier)
 
 
 @pytest.mark.parametrize("preset", ["logistic_regression", "passive_aggressive"])
