@@ -3,7 +3,8 @@
 Every preset takes any classification stream: binary or multiclass labels of any hashable type
 (the label set is discovered as the stream goes), numeric, boolean and string features, and
 missing features. Linear models are River's, made multiclass by `OneVsRest` (one binary model
-while the stream is binary, River's `multiclass.OneVsRestClassifier` from the third class on)
+while the stream is binary, River's one-vs-rest from the third class on, its models stacked in
+one matrix by `pipeline.stacked`)
 behind `TypedScaler` (numbers scaled, strings one-hot encoded); trees and
 forests read strings natively as nominal features, behind `tag_strings` so that a feature whose
 type changes from one event to the next cannot break them.
