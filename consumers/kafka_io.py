@@ -399,6 +399,15 @@ class KafkaSink:
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             raise DeliveryFailed(f"send to {topic}: {type(exc).__name__}: {exc}") from exc
 
+    def warm(self, topics: Iterable[str]) -> None:
+        """Fetch the metadata of the topics this will write to, so that the first record to
+        each does not wait for it on the loop (a round trip to the broker, up to ~100 ms)."""
+        for topic in topics:
+            try:
+                self._producer.partitions_for(topic)
+            except KafkaError as exc:  # the first send will say what is wrong
+                log.warning("no metadata for %s yet: %s: %s", topic, type(exc).__name__, exc)
+
     def flush(self, timeout: float | None = None) -> None:
         try:
             self._producer.flush(timeout=timeout)
@@ -457,6 +466,15 @@ class TransactionalSink:
                 producer.close(timeout=1)
                 raise
         return producer
+
+    def warm(self, topics: Iterable[str]) -> None:
+        """Fetch the metadata of the topics this will write to, so that the first record to
+        each does not wait for it on the loop (a round trip to the broker, up to ~100 ms)."""
+        for topic in topics:
+            try:
+                self._producer.partitions_for(topic)
+            except KafkaError as exc:  # the first send will say what is wrong
+                log.warning("no metadata for %s yet: %s: %s", topic, type(exc).__name__, exc)
 
     def _begin(self) -> None:
         if not self.in_transaction:

@@ -257,6 +257,7 @@ def serve(settings: Settings) -> int:
             dead_letters.sink = sink
             if predictions is not None:
                 predictions.sink = sink
+        sink.warm(t for t, _, _ in topics)
         try:
             source = _connect(settings, service, stop)
             if source is None:

@@ -70,3 +70,18 @@ def test_round_trip_through_sink_and_source(
         assert [(r.offset, r.value) for r in received] == [(1, b'{"x": 2.5}')]
     finally:
         source.close()
+
+
+def test_a_warmed_sink_knows_its_topics_before_the_first_send(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic, other = new_topic(partitions=3), new_topic()
+    sink = KafkaSink(kafka_bootstrap)
+    try:
+        metadata = sink._producer._metadata  # what the first send would otherwise wait for
+        assert metadata.partitions_for_topic(topic) is None
+        sink.warm([topic])
+        assert metadata.partitions_for_topic(topic) == {0, 1, 2}
+        assert metadata.partitions_for_topic(other) is None
+    finally:
+        sink.close(timeout=5)
