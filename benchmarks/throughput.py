@@ -5,24 +5,32 @@ model: driftline's `logistic_regression` preset, which on a binary stream is Riv
 `StandardScaler() | LogisticRegression()` (the same arithmetic), what the loop uses:
 
 - hand-written: kafka-python poll, json.loads, River predict_one and learn_one, nothing else;
-- driftline: `KafkaSource` -> `Service` (decode and validate, prequential step, metrics, commits).
+- driftline: `KafkaSource` -> `Service` as `driftline serve` builds it, with every feature on:
+  decoding and validation, the prequential step, ADWIN and the reweighting response, metrics,
+  signed checkpoints every 5 s with their commits, the dead-letter topic and a prediction per
+  event on the predictions topic (`--no-predictions`: all but that).
 
 Rounds alternate between the two so that a noisy neighbour hurts both alike; the median rate of
 each is reported, and their ratio (goal: >= 1.0). Not a test: it prints figures.
 
-    python benchmarks/throughput.py [--events 100000] [--rounds 3] [--bootstrap HOST:PORT]
+    python benchmarks/throughput.py [--events 100000] [--rounds 3] [--no-predictions]
+                                    [--bootstrap HOST:PORT]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from common import a_broker
 from kafka import KafkaConsumer  # the hand-written baseline uses the client directly
@@ -32,10 +40,14 @@ from river import linear_model, preprocessing
 from consumers.deadletter import DeadLetters
 from consumers.kafka_io import KafkaSink, KafkaSource, create_topic
 from consumers.wire import encode
-from driftline.config import DriftSettings, ModelSpec, Settings
+from driftline.app import Outputs
+from driftline.checkpoint import Binding, CheckpointStore, load_key
+from driftline.checkpointing import Checkpointer
+from driftline.config import ModelSpec, Settings
 from driftline.datasets import bundled
 from driftline.learning import build_learner
 from driftline.metrics import Metrics
+from driftline.predictions import Predictions
 from driftline.service import Service
 
 
@@ -89,16 +101,30 @@ def stop_after(metrics: Metrics, n: int, stop: threading.Event,
     return thread
 
 
-def with_driftline(bootstrap: str, topic: str, n: int) -> float:
-    settings = Settings(
-        models=(ModelSpec("logreg", "logistic_regression"),),
-        drift=DriftSettings(detector="none", response="none"),
-    )
+def with_driftline(bootstrap: str, topic: str, n: int, folder: Path,
+                   predictions_on: bool = True) -> float:
+    """driftline as `serve` runs it with every feature on (one model): ADWIN with the
+    reweighting response, signed checkpoints every 5 s, the dead-letter topic and, unless
+    `predictions_on` is False, a prediction per event on the predictions topic."""
+    settings = Settings(models=(ModelSpec("logreg", "logistic_regression"),))
+    group = f"driftline-{uuid.uuid4().hex[:8]}"
     sink = KafkaSink(bootstrap)
     metrics = Metrics(CollectorRegistry())
-    service = Service(build_learner(settings), DeadLetters(sink, f"{topic}.dlq"), metrics)
-    source = KafkaSource(bootstrap, topic, f"driftline-{uuid.uuid4().hex[:8]}",
-                         on_assign=service.on_assign)
+    dead_letters = DeadLetters(sink, f"{topic}.dlq")
+    predictions = Predictions(sink, f"{topic}.predictions") if predictions_on else None
+    state = folder / group
+    checkpointer = Checkpointer(
+        CheckpointStore(state, load_key(state), binding=Binding(topic, group)),
+        Outputs(dead_letters, predictions),
+        interval_seconds=settings.checkpoint.interval_seconds,
+        observe=metrics.checkpoint_seconds.observe,
+    )
+    service = Service(build_learner(settings), dead_letters, metrics,
+                      settings.validation.decoder(), checkpointer=checkpointer,
+                      predictions=predictions)
+    service.restore()  # nothing to restore in a new folder; as `serve` starts
+    source = KafkaSource(bootstrap, topic, group, on_assign=service.on_assign,
+                         on_revoke=service.on_revoke, on_lost=service.on_lost)
     # Time from the first record, like the hand-written loop (group join is not throughput).
     first = source.poll(timeout_ms=10_000)
     start = time.perf_counter()
@@ -106,7 +132,9 @@ def with_driftline(bootstrap: str, topic: str, n: int) -> float:
     stop = threading.Event()
     done: dict[str, float] = {}
     stop_after(metrics, n, stop, done)
+    gc.freeze()  # as `serve` does before its loop
     service.run(source, stop)
+    gc.unfreeze()
     sink.close()
     # Up to the n-th event, as the hand-written loop: the shutdown (a last poll that waits for
     # more, the final checkpoint and commit, leaving the group) is not throughput.
@@ -118,6 +146,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--no-predictions", action="store_true",
+                        help="driftline without its predictions topic (every other feature on)")
     args = parser.parse_args()
 
     bootstrap = a_broker(args.bootstrap)
@@ -127,9 +157,11 @@ def main() -> None:
     print(f"topic {topic}: {args.events} events in {time.perf_counter() - t:.1f} s")
 
     hand, ours = [], []
+    folder = Path(tempfile.mkdtemp(prefix="driftline-throughput-"))
     for r in range(args.rounds):
         hand.append(hand_written(bootstrap, topic, args.events))
-        ours.append(with_driftline(bootstrap, topic, args.events))
+        ours.append(with_driftline(bootstrap, topic, args.events, folder,
+                                   predictions_on=not args.no_predictions))
         print(f"round {r + 1}: hand-written {hand[-1]:,.0f} events/s, "
               f"driftline {ours[-1]:,.0f} events/s")
     h, o = statistics.median(hand), statistics.median(ours)
@@ -137,6 +169,10 @@ def main() -> None:
     print(f"  hand-written loop  {h:,.0f} events/s")
     print(f"  driftline          {o:,.0f} events/s")
     print(f"  ratio              {o / h:.3f}  (goal >= 1.0)")
+    shutil.rmtree(folder, ignore_errors=True)
+    print("command: python benchmarks/throughput.py "
+          f"--events {args.events} --rounds {args.rounds}"
+          + (" --no-predictions" if args.no_predictions else ""))
 
 
 if __name__ == "__main__":
