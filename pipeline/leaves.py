@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 from river.tree.nodes.htc_nodes import LeafNaiveBayes, LeafNaiveBayesAdaptive
+from river.tree.split_criterion import InfoGainSplitCriterion
 from river.tree.splitter import GaussianSplitter
+from river.tree.utils import BranchFactory
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
 # Classes x Gaussian features from which the table is cheaper than the loop (measured: at 2 x 8,
@@ -40,7 +42,7 @@ def naive_bayes(x: dict, stats: dict, splitters: dict) -> dict:
     observed: list[tuple[bool, Any, Any]] = []
     for att, splitter in splitters.items():
         if att in x:
-            if type(splitter) is GaussianSplitter:
+            if type(splitter) in _GAUSSIAN:
                 observed.append((True, x[att], splitter._att_dist_per_class))
             else:
                 observed.append((False, x[att], splitter))
@@ -76,6 +78,73 @@ def naive_bayes(x: dict, stats: dict, splitters: dict) -> dict:
     return _normalised(votes)
 
 
+class FastGaussianSplitter(GaussianSplitter):
+    """River's `GaussianSplitter`, its split candidates evaluated with each class's mean and
+    deviation read once per attempt instead of once per candidate and class (River reads them
+    through properties for every one of its 10 candidates), and the information gain (the
+    Hoeffding trees' default criterion) written out: the same arithmetic, the same merits to
+    the last bit, about a third of the cost of a split attempt."""
+
+    def best_evaluated_split_suggestion(self, criterion: Any, pre_split_dist: Any,
+                                        att_idx: Hashable, binary_only: bool) -> BranchFactory:
+        best = BranchFactory()
+        candidates = self._split_point_suggestions()
+        if not candidates:
+            return best
+        lows, highs = self._min_per_class, self._max_per_class
+        classes = []
+        for k, estimator in self._att_dist_per_class.items():
+            var = estimator._var
+            n = var.mean.n
+            sigma = (var._S / (n - var.ddof) if n > var.ddof else 0.0) ** 0.5
+            classes.append((k, n, var.mean._mean, sigma, lows[k], highs[k]))
+        erf, root2 = math.erf, math.sqrt(2.0)
+        info_gain = type(criterion) is InfoGainSplitCriterion
+        if info_gain:
+            min_frac = criterion.min_branch_fraction
+            before = _entropy(pre_split_dist)
+        for split_value in candidates:
+            lhs: dict = {}
+            rhs: dict = {}
+            for k, n, mu, sigma, low, high in classes:
+                if split_value < low:
+                    rhs[k] = n
+                elif split_value >= high:
+                    lhs[k] = n
+                else:  # River's Gaussian.cdf: 0 where the deviation is 0
+                    cdf = 0.5 * (1.0 + erf((split_value - mu) / sigma / root2)) if sigma else 0.0
+                    left = lhs[k] = cdf * n
+                    rhs[k] = n - left
+            post = [lhs, rhs]
+            if info_gain:  # InfoGainSplitCriterion.merit_of_split, written out
+                left, right = sum(lhs.values()), sum(rhs.values())
+                total = left + right
+                if total > 0 and (left / total > min_frac) + (right / total > min_frac) >= 2:
+                    merit = before - (left * _entropy(lhs) + right * _entropy(rhs)) / total
+                else:
+                    merit = -math.inf
+            else:
+                merit = criterion.merit_of_split(pre_split_dist, post)
+            if merit > best.merit:
+                best = BranchFactory(merit, att_idx, split_value, post)
+        return best
+
+
+_GAUSSIAN = frozenset({GaussianSplitter, FastGaussianSplitter})
+
+
+def _entropy(dist: dict) -> float:
+    """River's `InfoGainSplitCriterion._compute_entropy_dict`, operation for operation."""
+    entropy = 0.0
+    total = 0.0
+    log2 = math.log2
+    for d in dist.values():
+        if d > 0.0:
+            entropy -= d * log2(d)
+            total += d
+    return (entropy + total * log2(total)) / total if total > 0.0 else 0.0
+
+
 class GaussianTable:
     """A leaf's Gaussian observers as arrays: row c, column f holds class c's mean and variance
     of feature f (NaN where River's log-density term is left out: no observer for the class, too
@@ -84,8 +153,8 @@ class GaussianTable:
 
     def __init__(self, stats: dict, splitters: dict) -> None:
         self.classes: tuple[Hashable, ...] = tuple(stats)
-        self.features = tuple(a for a, s in splitters.items() if type(s) is GaussianSplitter)
-        self.others = {a: s for a, s in splitters.items() if type(s) is not GaussianSplitter}
+        self.features = tuple(a for a, s in splitters.items() if type(s) in _GAUSSIAN)
+        self.others = {a: s for a, s in splitters.items() if type(s) not in _GAUSSIAN}
         self.keys = tuple(splitters)
         self.means = np.zeros((len(self.classes), len(self.features)))
         self.variances = np.zeros_like(self.means)
@@ -244,10 +313,13 @@ class FastLeafNaiveBayesAdaptive(TabledNaiveBayes, LeafNaiveBayesAdaptive):
 
 
 class FastLeaves:
-    """Mixed into River's `HoeffdingTreeClassifier`: its naive Bayes leaves are the above."""
+    """Mixed into River's `HoeffdingTreeClassifier`: its naive Bayes leaves are the above, and
+    its numeric features' splitters `FastGaussianSplitter`."""
 
     def _new_leaf(self, initial_stats: dict | None = None, parent: Any = None) -> Any:
         leaf = super()._new_leaf(initial_stats, parent)  # type: ignore[misc]
+        if type(leaf.splitter) is GaussianSplitter:  # the template each feature's is cloned from
+            leaf.splitter = FastGaussianSplitter(leaf.splitter.n_splits)
         kind = type(leaf)
         if kind is LeafNaiveBayesAdaptive:
             leaf.__class__ = FastLeafNaiveBayesAdaptive

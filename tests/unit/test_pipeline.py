@@ -544,3 +544,36 @@ def test_the_naive_bayes_leaves_give_rivers_probabilities(leaves, stream, delay)
             river.learn_one(x_, y_)
     if stream == "agrawal":  # 10 classes need more events to split; 2 do not
         assert ours.height > 1  # leaves made at a split are the inlined ones too
+
+
+def test_the_fast_gaussian_splitter_suggests_rivers_split_to_the_last_bit():
+    from river.tree.split_criterion import InfoGainSplitCriterion
+    from river.tree.splitter import GaussianSplitter
+
+    from pipeline.leaves import FastGaussianSplitter
+
+    rng = random.Random(11)
+    criterion = InfoGainSplitCriterion(min_branch_fraction=0.01)
+    compared = 0
+    for trial in range(40):
+        ours, river = FastGaussianSplitter(), GaussianSplitter()
+        stats: dict = {}
+        classes = rng.randint(2, 6)
+        for _ in range(rng.randint(1, 300)):
+            c = rng.randrange(classes)
+            # Some classes constant (no deviation), some spread, some beyond the others' range.
+            value = 3.0 if c == 0 and trial % 3 == 0 else rng.gauss(c, 1 + c) + 10 * (c == 5)
+            w = rng.choice([1.0, 0.5, 2.0])
+            ours.update(value, c, w)
+            river.update(value, c, w)
+            stats[c] = stats.get(c, 0.0) + w
+        if trial % 4 == 1:  # a rare class far away: a branch under 1% of the weight, no merit
+            ours.update(1000.0, 9, 0.01)
+            river.update(1000.0, 9, 0.01)
+            stats[9] = 0.01
+        a = ours.best_evaluated_split_suggestion(criterion, stats, "f", True)
+        b = river.best_evaluated_split_suggestion(criterion, stats, "f", True)
+        assert (a.merit, a.split_info, a.children_stats) == (b.merit, b.split_info,
+                                                              b.children_stats)
+        compared += a.merit > -math.inf
+    assert compared > 20  # most trials had a real split to compare
