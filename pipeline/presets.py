@@ -33,6 +33,7 @@ from river.tree.base import Branch
 from pipeline.leaves import FastLeaves
 from pipeline.neighbors import WindowKNN
 from pipeline.onevsrest import OneVsRest, Scaled
+from pipeline.stacked import PassiveAggressive
 from pipeline.preprocessing import tag_strings
 
 # node class -> whether it is a branch: isinstance() against River's abstract node classes costs
@@ -118,7 +119,7 @@ class TaggedFastHoeffdingTree(TagStrings, FastHoeffdingTree):
 # less than half the cost per event (chosen with benchmarks/drift.py, see docs/drift.md).
 PRESETS: dict[str, Callable[[], Any]] = {
     "logistic_regression": lambda: Scaled(OneVsRest(linear_model.LogisticRegression())),
-    "passive_aggressive": lambda: Scaled(OneVsRest(linear_model.PAClassifier())),
+    "passive_aggressive": lambda: Scaled(OneVsRest(PassiveAggressive())),
     "softmax_regression": lambda: Scaled(linear_model.SoftmaxRegression()),
     "hoeffding_tree": lambda: HoeffdingTree(),
     "hoeffding_tree_fast": lambda: TaggedFastHoeffdingTree(),

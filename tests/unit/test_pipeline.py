@@ -577,3 +577,22 @@ def test_the_fast_gaussian_splitter_suggests_rivers_split_to_the_last_bit():
                                                               b.children_stats)
         compared += a.merit > -math.inf
     assert compared > 20  # most trials had a real split to compare
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_the_passive_aggressive_preset_model_is_rivers_to_the_last_bit(mode):
+    from pipeline.stacked import PassiveAggressive
+
+    ours = PassiveAggressive(C=0.5, mode=mode)
+    river = linear_model.PAClassifier(C=0.5, mode=mode)
+    rng = random.Random(mode)
+    for i, (x, y) in enumerate(bundled("elec", limit=1500)):
+        x = dict(x, flag=i % 3 == 0, count=i % 7)  # booleans and integers too
+        if i % 100 == 0:
+            x = {}  # no feature: a norm of 0
+        elif rng.random() < 0.2:
+            del x[rng.choice(list(x))]
+        assert ours.predict_proba_one(x) == river.predict_proba_one(x)
+        ours.learn_one(x, y == 1)
+        river.learn_one(x, y == 1)
+    assert dict(ours.weights) == dict(river.weights) and ours.intercept == river.intercept
