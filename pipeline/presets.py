@@ -33,8 +33,8 @@ from river.tree.base import Branch
 from pipeline.leaves import FastLeaves
 from pipeline.neighbors import WindowKNN
 from pipeline.onevsrest import OneVsRest, Scaled
-from pipeline.stacked import PassiveAggressive
 from pipeline.preprocessing import tag_strings
+from pipeline.stacked import PassiveAggressive
 
 # node class -> whether it is a branch: isinstance() against River's abstract node classes costs
 # as much as the rest of a step down the tree
