@@ -37,44 +37,46 @@ class TypedScaler(base.Transformer):
     """
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.means: dict[str, float] = {}
-        self.vars: dict[str, float] = {}
-        # Each variance's square root, kept as it changes: scaling then needs no test (a zero
-        # variance gives an infinite deviation, so a 0 scaled value, as River's 0.0).
-        self.stds: dict[str, float] = {}
+        # Per feature [count, mean, variance, deviation], one look-up an event. The deviation
+        # is kept as it changes: scaling then needs no test (a zero variance gives an infinite
+        # deviation, so a 0 scaled value, as River's 0.0).
+        self.stats: dict[str, list] = {}
 
     def __setstate__(self, state: dict) -> None:
+        if "stats" not in state:  # pickled by an older version: a dict per statistic
+            counts, means = state["counts"], state["means"]
+            state = {"stats": {i: [counts[i], means[i], v, v**0.5 if v else math.inf]
+                               for i, v in state["vars"].items()}}
         self.__dict__.update(state)
-        if "stds" not in state:  # pickled by an older version
-            self.stds = {i: v**0.5 if v else math.inf for i, v in self.vars.items()}
 
     def learn_one(self, x: dict) -> None:
-        counts, means, vars_, stds = self.counts, self.means, self.vars, self.stds
+        stats = self.stats
         for i, xi in x.items():
             if xi.__class__ is str:
                 continue
-            n = counts[i] = counts.get(i, 0) + 1
-            old_mean = means.get(i, 0.0)
-            mean = means[i] = old_mean + (xi - old_mean) / n
-            var = vars_.get(i, 0.0)
-            var = vars_[i] = var + ((xi - old_mean) * (xi - mean) - var) / n
-            stds[i] = var**0.5 if var else math.inf
+            s = stats.get(i)
+            if s is None:
+                s = stats[i] = [0, 0.0, 0.0, math.inf]
+            n = s[0] = s[0] + 1
+            old_mean = s[1]
+            mean = s[1] = old_mean + (xi - old_mean) / n
+            var = s[2]
+            var = s[2] = var + ((xi - old_mean) * (xi - mean) - var) / n
+            s[3] = var**0.5 if var else math.inf
 
     def transform_one(self, x: dict) -> dict:
-        means, stds = self.means, self.stds
+        stats = self.stats
         try:  # numbers seen before: the common case, one pass
-            return {i: (xi - means[i]) / stds[i] for i, xi in x.items()}
+            return {i: (xi - (s := stats[i])[1]) / s[3] for i, xi in x.items()}
         except (KeyError, TypeError):  # a string, or a feature not learned yet
             pass
-        vars_ = self.vars
         out: dict = {}
         for i, xi in x.items():
             if xi.__class__ is str:
                 out[f"{i}={xi}"] = 1
                 continue
-            v = vars_.get(i, 0.0)
-            out[i] = (xi - means.get(i, 0.0)) / v**0.5 if v else 0.0
+            known = stats.get(i)
+            out[i] = (xi - known[1]) / known[2] ** 0.5 if known is not None and known[2] else 0.0
         return out
 
 

@@ -596,3 +596,38 @@ def test_the_passive_aggressive_preset_model_is_rivers_to_the_last_bit(mode):
         ours.learn_one(x, y == 1)
         river.learn_one(x, y == 1)
     assert dict(ours.weights) == dict(river.weights) and ours.intercept == river.intercept
+
+
+def test_the_typed_scaler_is_rivers_standard_scaler_to_the_last_bit_on_numbers():
+    from pipeline.preprocessing import TypedScaler
+
+    ours, river = TypedScaler(), preprocessing.StandardScaler()
+    rng = random.Random(5)
+    for i, (x, _) in enumerate(bundled("elec", limit=3000)):
+        x = dict(x, flag=i % 4 == 0)
+        if rng.random() < 0.2:
+            del x[rng.choice(list(x))]  # a missing feature keeps its statistics
+        ours.learn_one(x)
+        river.learn_one(x)
+        assert ours.transform_one(x) == river.transform_one(x)
+    assert ours.transform_one({"unseen": 2.0, "nswprice": 0.1}) == river.transform_one(
+        {"unseen": 2.0, "nswprice": 0.1})
+
+
+def test_a_typed_scaler_pickled_by_the_previous_version_scales_as_it_did():
+    import pickle
+
+    from pipeline.preprocessing import TypedScaler
+
+    scaler = TypedScaler()
+    for x, _ in bundled("elec", limit=500):
+        scaler.learn_one(x)
+    old = TypedScaler.__new__(TypedScaler)  # the previous version's state: a dict per statistic
+    old.__dict__.update(
+        counts={i: s[0] for i, s in scaler.stats.items()},
+        means={i: s[1] for i, s in scaler.stats.items()},
+        vars={i: s[2] for i, s in scaler.stats.items()})
+    restored = pickle.loads(pickle.dumps(old))
+    x = next(iter(bundled("elec", limit=1)))[0]
+    assert restored.stats == scaler.stats
+    assert restored.transform_one(x) == scaler.transform_one(x)
