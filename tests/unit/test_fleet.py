@@ -312,3 +312,37 @@ def test_the_page_status_shows_the_partitions_and_combines_their_models():
     assert status["models"]["lr"]["accuracy"] == pytest.approx(0.875)
     assert status["models"]["lr"]["tested"] == 40 and status["models"]["lr"]["drifts"] == 2
     assert set(status["partition_models"]) == {"1", "4"}
+
+
+def test_predictions_forget_what_the_broker_acknowledged_and_still_report_a_failure():
+    from kafka.future import Future
+
+    from consumers.errors import DeliveryFailed
+    from consumers.records import Record
+    from driftline.predictions import SWEEP_EVERY
+    from pipeline.ensemble import Prediction
+
+    class AckingSink(ListSink):
+        """Acknowledges each record 50 sends later; refuses the 100th."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_flight: list[Future] = []
+
+        def send(self, topic, value, key=None, headers=None):  # type: ignore[override]
+            super().send(topic, value, key, headers)
+            future = Future()
+            if len(self.sent) == 100:
+                return future.failure(OSError("the broker refused it"))
+            self.in_flight.append(future)
+            if len(self.in_flight) > 50:
+                self.in_flight.pop(0).success(None)
+            return future
+
+    predictions = Predictions(AckingSink(), "events.predictions")
+    guess = Prediction(1, {1: 1.0}, "lr", (1,), 1)
+    for offset in range(10 * SWEEP_EVERY):
+        predictions.send(Record("events", 0, offset, b"{}"), None, guess)
+        assert len(predictions._pending) < 2 * SWEEP_EVERY  # bounded by what is in flight
+    with pytest.raises(DeliveryFailed, match=r"events\[0\]@99 .*the broker refused it"):
+        predictions.flush()
