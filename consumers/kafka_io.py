@@ -287,6 +287,20 @@ class KafkaSource:
             return True
         return position is None or position < high
 
+    def caught_up(self, partition: int) -> bool:
+        """Whether every record written to `partition` so far has been polled: its end offset
+        asked of the broker now (the last stable offset, read_committed), not the high
+        watermark of the last fetch, which may predate records written since."""
+        tp = self._tp(partition)
+        if tp in self._paused:
+            return False
+        try:
+            end = self._consumer.end_offsets([tp])[tp]
+            position = self._consumer.position(tp, timeout_ms=0)
+        except (KafkaError, TypeError, KeyError):
+            return False
+        return position is not None and position >= end
+
     def pause(self, partition: int) -> None:
         """Drop the records of `partition` from polls until `resume`, which must seek it back
         to where it is to be read from."""

@@ -48,7 +48,13 @@ class Source(Protocol):
         ...
 
     def behind(self, partition: int) -> bool:
-        """Whether records of `partition` remain to be polled (or that is not known yet)."""
+        """Whether records of `partition` remain to be polled (or that is not known yet), as
+        far as the last fetch knows: cheap, and may be stale."""
+        ...
+
+    def caught_up(self, partition: int) -> bool:
+        """Whether every record written to `partition` so far has been polled, asked of the
+        broker now (False while that cannot be known): a network round trip."""
         ...
 
     def pause(self, partition: int) -> None:

@@ -32,6 +32,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from consumers.errors import StreamError
@@ -105,6 +106,11 @@ class Checkpointer:
         self._due = clock() + interval_seconds
         self._commit_due = 0.0
         self._last_good: bytes | None = None  # the pickle of the last state saved or restored
+        # The file store's periodic writes (signing, writing, two fsyncs: some 5 ms, more on a
+        # busy disk) run on one thread of their own, in order, while the loop goes on; every
+        # other save, and anything that reads the files, waits for the one in flight first.
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future | None = None
         # partition -> the offset of the first record read from it while it had no saved
         # offset: where a rollback starts it again (its start position was decided once).
         self.first_offsets: dict[int, int] = {}
@@ -116,6 +122,7 @@ class Checkpointer:
         none. Raises `ConfigError` when it holds other models than the `configured` pipeline."""
         if self.store is None or self.state_store is not None:
             return None  # the Kafka store restores on assignment, unit by unit
+        self.settle()
         loaded = self.store.load_latest()
         if loaded is None:
             log.info("no checkpoint in %s: starting from scratch", self.store.directory)
@@ -167,8 +174,11 @@ class Checkpointer:
         pending: object = None,
         predictions: Mapping[str, int] | None = None,
         predictions_correct: Mapping[str, int] | None = None,
+        background: bool = False,
     ) -> None:
-        """Flush the dead letters, then save the state with the offsets it has consumed up to."""
+        """Flush the dead letters, then save the state with the offsets it has consumed up to.
+        `background`: with the file store, the state is pickled now and written by a thread of
+        its own (`settle` waits for it)."""
         self.dead_letters.flush()  # first: a checkpoint must not cover a lost dead letter
         start = time.perf_counter()
         state = State(
@@ -192,11 +202,28 @@ class Checkpointer:
         if self.store is None:
             self._saved_offsets = state.offsets
             return
+        self.settle()  # one write at a time, in order; the last one's error is raised here
+        if background:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="driftline-checkpoint")
+            self._writing = self._writer.submit(self._write, state, body, start)
+        else:
+            self._write(state, body, start)
+
+    def _write(self, state: State, body: bytes, start: float) -> None:
+        assert self.store is not None
         path = self.store.save(state, body)
         self._saved_offsets = state.offsets
         self.saved_time = state.created
         self._observe(time.perf_counter() - start)
         log.debug("checkpoint %s: offsets %s", path.name, state.offsets)
+
+    def settle(self) -> None:
+        """Wait for the checkpoint being written in the background, if any; a failure to write
+        it is raised here (an `OSError`, as from a save)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
     def _commit_transaction(self, state: State) -> None:
         """Write the units that moved and commit them with the offsets of our partitions."""

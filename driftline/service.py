@@ -88,6 +88,7 @@ class Service:
         # joined after it.
         self.labels_topic = labels_topic
         self._behind: Callable[[int], bool] = lambda partition: False
+        self._caught_up: Callable[[int], bool] = lambda partition: True
         self._held: dict[int, list[Record]] = {}  # slot -> its records waiting, in order
         self._paused: set[int] = set()  # slots holding HOLD_LIMIT records: no more polled
         self.dead_letters = dead_letters
@@ -175,8 +176,9 @@ class Service:
             predictions_correct=dict(self.correct),
         )
 
-    def checkpoint(self) -> None:
-        """Save the state and offsets now (dead letters are flushed first)."""
+    def checkpoint(self, background: bool = False) -> None:
+        """Save the state and offsets now (dead letters are flushed first); `background`: the
+        periodic save, whose file the loop does not wait for (`Checkpointer.save`)."""
         with self._lock:
             self.checkpointer.save(
                 self.pipeline,
@@ -185,6 +187,7 @@ class Service:
                 pending=self.pending,
                 predictions=self.predicted,
                 predictions_correct=self.correct,
+                background=background,
             )
 
     def roll_back(self, source: Source) -> None:
@@ -336,6 +339,7 @@ class Service:
         labels_topic = self.labels_topic
         deferred: dict[int, list[Record]] = {}  # slot -> its records left for later
         behind: dict[int, bool] = {}  # the source's positions do not move within a batch
+        settled: dict[int, bool] = {}  # events partition -> read to its end (the broker's)
         remaining: dict[int, int] = {}  # slot -> its records still ahead in this batch
         if labels_topic is not None:
             records = self._merge(records, labels_topic, remaining)
@@ -380,6 +384,15 @@ class Service:
                     learner = self._learner(partition) if partitioned else pipeline
                     joined = self._delayed(record, event, learner)
                     if isinstance(joined, Rejection):
+                        if slot < 0 and joined.reason == UNKNOWN_ID:
+                            if partition not in settled:  # asked of the broker once a batch
+                                settled[partition] = (partition not in deferred
+                                                      and self._caught_up(partition))
+                            if not settled[partition]:
+                                # Its event may be written but not read yet (the last fetch
+                                # predates it, or it waits in hand): read on, then ask again.
+                                deferred[slot] = [record]
+                                continue
                         event = joined
                     elif joined is None:  # a label: its event scored and learned
                         learned += 1
@@ -504,6 +517,7 @@ class Service:
         self._stop = stop
         if self.labels_topic is not None:
             self._behind = source.behind
+            self._caught_up = source.caught_up
         backoff = Backoff()
         last_watch = 0.0
         unassigned_since = time.monotonic()
@@ -535,7 +549,7 @@ class Service:
                             self._limit_held(source)
                         self._last_poll = time.time()
                         if self.checkpointer.due():
-                            self.checkpoint()
+                            self.checkpoint(background=True)
                 except (StreamError, OSError) as exc:
                     # In the middle of a batch (a dead letter not written, a checkpoint that
                     # could not be saved): the state may have learned part of the batch. Back

@@ -82,6 +82,9 @@ class ListSource:
     def behind(self, partition: int) -> bool:
         return self.position < len(self.records)
 
+    def caught_up(self, partition: int) -> bool:
+        return not self.behind(partition)
+
     def pause(self, partition: int) -> None:
         pass
 
@@ -201,6 +204,9 @@ class PartitionedSource:
 
     def behind(self, partition: int) -> bool:
         return self.positions[partition] < len(self.records[partition])
+
+    def caught_up(self, partition: int) -> bool:
+        return self.positions[partition] >= len(self.records[partition])
 
     def pause(self, partition: int) -> None:
         self.paused.add(partition)

@@ -242,3 +242,45 @@ def test_a_revocation_checkpoints_before_the_partition_goes(tmp_path):
     loaded = store.load_latest()
     assert loaded is not None and loaded[0].offsets == {0: 100}
     assert loaded[0].pipeline.stats()["lr"].learned == 100
+
+
+def test_a_background_save_pickles_now_writes_in_order_and_reports_a_failure_later(tmp_path):
+    """The periodic save: the state as it was at the call, written by another thread while
+    the caller goes on; the next save waits for it; its failure is raised at the next save."""
+    store = CheckpointStore(tmp_path, KEY)
+    gate = threading.Event()
+    written: list[dict[int, int]] = []
+    save_file = store.save
+
+    def slow_save(state: State, body: bytes | None = None) -> Path:
+        gate.wait(10)
+        written.append(dict(state.offsets))
+        return save_file(state, body)
+
+    store.save = slow_save  # type: ignore[method-assign]
+    checkpointer = Checkpointer(store, ListSink())
+    pipeline = build_learner(ONE)
+    checkpointer.offsets.update({0: 10})
+    checkpointer.save(pipeline, outcomes={}, dead_letters={}, background=True)
+    assert written == [] and checkpointer._saved_offsets == {}  # the caller did not wait
+    for x, y in bundled("elec", limit=30):  # the state moves on meanwhile
+        pipeline.step(x, y)
+    checkpointer.offsets.update({0: 40})
+    gate.set()
+    checkpointer.save(pipeline, outcomes={}, dead_letters={})  # waits for the first, then writes
+    assert written == [{0: 10}, {0: 40}] and checkpointer._saved_offsets == {0: 40}
+    state = Checkpointer(store, ListSink()).restore(build_learner(ONE))
+    assert state is not None and state.pipeline.labelled == 30
+    max(store.files(), key=lambda path: path.name).unlink()  # the first file: pickled at its call
+    state = Checkpointer(store, ListSink()).restore(build_learner(ONE))
+    assert state is not None and state.pipeline.labelled == 0 and state.offsets == {0: 10}
+
+    def failing_save(state: State, body: bytes | None = None) -> Path:
+        raise OSError("disk full")
+
+    store.save = failing_save  # type: ignore[method-assign]
+    checkpointer.offsets.update({0: 50})
+    checkpointer.save(pipeline, outcomes={}, dead_letters={}, background=True)
+    with pytest.raises(OSError, match="disk full"):
+        checkpointer.settle()
+    checkpointer.settle()  # raised once

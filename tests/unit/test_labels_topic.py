@@ -172,3 +172,43 @@ def test_a_label_of_no_event_holds_up_neither_the_events_nor_the_labels_after_it
     service, sink, _ = serve(events, labels, timestamps=written)
     assert [dict(h)["driftline.reason"] for _, _, _, h in sink.sent] == [b"unknown_id"]
     assert service.outcomes == {"learned": 299, "unlabelled": 300, "dead_lettered": 1}
+
+
+def test_a_label_read_before_its_event_waits_though_the_last_fetch_said_nothing_was_left():
+    """The stale view: the events partition looked read to its end when the labels came (a
+    fetch from before the events were written); only the broker, asked now, knows better."""
+    events = [encode({"a": float(i)}, None, f"e{i}") for i in range(100)]
+    labels = [encode(None, i % 2, f"e{i}") for i in range(100)]
+    written = {0: [10 * i for i in range(100)], -1: [10 * i + 5 for i in range(100)]}
+
+    class LateEvents(PartitionedSource):
+        """Hands out the labels for three polls before any event; meanwhile its cheap view
+        says the events partition has nothing left."""
+
+        polls = 0
+
+        def poll(self, timeout_ms: int = 0) -> list:
+            self.polls += 1
+            out = super().poll(timeout_ms)
+            if self.polls <= 3:
+                held = [r for r in out if r.topic == "events"]
+                self.positions[0] -= len(held)  # not fetched yet after all
+                out = [r for r in out if r.topic != "events"]
+            return out
+
+        def behind(self, partition: int) -> bool:
+            return False if partition == 0 and self.polls <= 3 else super().behind(partition)
+
+    sink = ListSink()
+    service = Service(build_learner(ONE), DeadLetters(sink, "events.dlq"),
+                      Metrics(CollectorRegistry()), labels_topic="events.labels")
+    source = LateEvents("events", {0: events}, 10, on_assign=service.on_assign,
+                        labels={0: labels}, labels_topic="events.labels", timestamps=written)
+    service._behind, service._caught_up = source.behind, source.caught_up
+    for _ in range(1000):
+        service.process(source.poll())
+        service._limit_held(source)
+        if source.exhausted() and not service._held:
+            break
+    assert sink.sent == []  # no label dead-lettered as unknown_id
+    assert service.outcomes == {"learned": 100, "unlabelled": 100, "dead_lettered": 0}

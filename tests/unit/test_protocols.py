@@ -20,7 +20,7 @@ PROTOCOL = {
 
 def test_the_protocol_names_every_method_the_service_uses():
     expected = {"poll", "seek", "seek_to_start", "assignment", "resubscribe", "commit", "lag",
-                "behind", "pause", "resume",
+                "behind", "caught_up", "pause", "resume",
                 "close"}
     assert expected == PROTOCOL
 
