@@ -269,6 +269,7 @@ class Service:
         self.checkpointer.on_assign(source, partitions)
         self.checkpointer.mark_good(self._state())  # nothing uncommitted is in memory now
         self._pending = set()
+        self._refresh_stats()  # the restored figures, before (or without) any new record
         log.info("%s partitions %s: restored %s from %s", source.topic, partitions,
                  sorted(states) or "nothing (the state in memory is the committed one)",
                  self.checkpointer.state_store.topic if self.checkpointer.state_store else "")

@@ -346,3 +346,19 @@ def test_predictions_forget_what_the_broker_acknowledged_and_still_report_a_fail
         assert len(predictions._pending) < 2 * SWEEP_EVERY  # bounded by what is in flight
     with pytest.raises(DeliveryFailed, match=r"events\[0\]@99 .*the broker refused it"):
         predictions.flush()
+
+
+def test_restored_partitions_show_their_figures_before_any_new_record():
+    """Kafka store, partition scope: a restart with nothing left to read still publishes each
+    partition's restored learner (its samples learned), not an empty page."""
+    broker = Broker()
+    first, _ = kafka_service(broker)
+    run(first, source_for(broker, first))
+    learned = {p: first.pipeline[p].stats()["lr"].learned for p in PARTS}
+    second, _ = kafka_service(broker)
+    source = source_for(broker, second)
+    source.poll()  # assigned: restored by the loop before its next batch
+    source.positions = {p: len(r) for p, r in source.records.items()}  # nothing new to read
+    second._restore_units(source)
+    assert {p: m["lr"].learned for p, m in second._partition_models.items()} == learned
+    assert all(learned.values())
