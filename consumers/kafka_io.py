@@ -370,6 +370,16 @@ def _offset_and_metadata(offset: int) -> Any:
         return OffsetAndMetadata(offset, "")
 
 
+def _warm(producer: Any, topics: Iterable[str]) -> None:
+    """Fetch the producer's metadata of `topics`, so that the first record to each does not
+    wait for it on the loop (a round trip to the broker, up to ~100 ms)."""
+    for topic in topics:
+        try:
+            producer.partitions_for(topic)
+        except KafkaError as exc:  # the first send will say what is wrong
+            log.warning("no metadata for %s yet: %s: %s", topic, type(exc).__name__, exc)
+
+
 class KafkaSink:
     """A producer of raw bytes, with optional key and headers.
 
@@ -414,13 +424,8 @@ class KafkaSink:
             raise DeliveryFailed(f"send to {topic}: {type(exc).__name__}: {exc}") from exc
 
     def warm(self, topics: Iterable[str]) -> None:
-        """Fetch the metadata of the topics this will write to, so that the first record to
-        each does not wait for it on the loop (a round trip to the broker, up to ~100 ms)."""
-        for topic in topics:
-            try:
-                self._producer.partitions_for(topic)
-            except KafkaError as exc:  # the first send will say what is wrong
-                log.warning("no metadata for %s yet: %s: %s", topic, type(exc).__name__, exc)
+        """Fetch the metadata of the topics this will write to (`_warm`)."""
+        _warm(self._producer, topics)
 
     def flush(self, timeout: float | None = None) -> None:
         try:
@@ -482,13 +487,8 @@ class TransactionalSink:
         return producer
 
     def warm(self, topics: Iterable[str]) -> None:
-        """Fetch the metadata of the topics this will write to, so that the first record to
-        each does not wait for it on the loop (a round trip to the broker, up to ~100 ms)."""
-        for topic in topics:
-            try:
-                self._producer.partitions_for(topic)
-            except KafkaError as exc:  # the first send will say what is wrong
-                log.warning("no metadata for %s yet: %s: %s", topic, type(exc).__name__, exc)
+        """Fetch the metadata of the topics this will write to (`_warm`)."""
+        _warm(self._producer, topics)
 
     def _begin(self) -> None:
         if not self.in_transaction:
