@@ -65,6 +65,21 @@ def elec_forever() -> Iterator[tuple[dict[str, Any], Any]]:
     return itertools.chain.from_iterable(itertools.repeat(list(bundled("elec"))))
 
 
+def fill_elec(bootstrap: str, topic: str, n: int) -> None:
+    """Create `topic` (one partition) and publish `n` Elec2 events to it (repeated as needed)."""
+    from kafka import KafkaProducer
+
+    from consumers.kafka_io import create_topic
+    from consumers.wire import encode
+
+    create_topic(bootstrap, topic, 1)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024)
+    for x, y in itertools.islice(elec_forever(), n):
+        producer.send(topic, encode(x, y))
+    producer.flush()
+    producer.close()
+
+
 SERVE_CONFIG = """
 [kafka]
 bootstrap_servers = "{bootstrap}"

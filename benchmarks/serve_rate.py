@@ -19,29 +19,15 @@ model of benchmarks/throughput.py; a release whose default set differs is compar
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import statistics
 import time
 import uuid
 from pathlib import Path
 
-from common import ONE_MODEL, Serve, a_broker, elec_forever
-from kafka import KafkaProducer
-
-from consumers.kafka_io import create_topic
-from consumers.wire import encode
+from common import ONE_MODEL, Serve, a_broker, fill_elec
 
 HERE = Path(__file__).resolve().parent.parent
-
-
-def fill(bootstrap: str, topic: str, n: int) -> None:
-    create_topic(bootstrap, topic, 1)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024)
-    for x, y in itertools.islice(elec_forever(), n):
-        producer.send(topic, encode(x, y))
-    producer.flush()
-    producer.close()
 
 
 def serve_rate(checkout: Path, bootstrap: str, topic: str, n: int, tables: str = "",
@@ -82,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     bootstrap = a_broker(args.bootstrap)
     topic = f"bench-rate-{uuid.uuid4().hex[:8]}"
-    fill(bootstrap, topic, args.events)
+    fill_elec(bootstrap, topic, args.events)
     extra = ONE_MODEL if args.one_model else ""
     ours: list[float] = []
     theirs: list[float] = []

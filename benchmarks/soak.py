@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import Serve, a_broker, consumed, elec_forever
+from common import Serve, a_broker, consumed, elec_forever, fill_elec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.kafka_io import create_topic
@@ -44,12 +44,7 @@ def rss_mib(pid: int) -> float:
 
 def memory(bootstrap: str, events: int, sample: int) -> None:
     topic = f"bench-soak-{uuid.uuid4().hex[:8]}"
-    create_topic(bootstrap, topic, 1)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=512 * 1024)
-    for x, y in itertools.islice(elec_forever(), events):
-        producer.send(topic, encode(x, y))
-    producer.flush()
-    producer.close()
+    fill_elec(bootstrap, topic, events)
     serve = Serve(bootstrap, topic, prefix="driftline-soak-")
     try:
         samples: list[tuple[int, float]] = []
