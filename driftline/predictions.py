@@ -28,7 +28,7 @@ log = logging.getLogger("driftline.predictions")
 
 # Predictions sent between two sweeps of the acknowledged ones: what waits for the next flush
 # is then the unacknowledged few, not every prediction of a checkpoint interval (some 10,000
-# records and futures at 2,000 events/s, the largest short-lived allocation of the loop).
+# records and futures at 2,000 events/s, held until then for nothing).
 SWEEP_EVERY = 2048
 
 

@@ -1,13 +1,15 @@
 """River's one-vs-rest linear models, the per-class models stacked in one numpy matrix.
 
 River's `multiclass.OneVsRestClassifier` over `LogisticRegression` or `PAClassifier` keeps a
-binary model per class and runs each in Python: with 10 classes and 24 features (LEDDrift) it
-cost about 400 µs per event, the most expensive member of the default set there. Each class's
-model is the same arithmetic on the same event, so `StackedOneVsRest` keeps their weights as
-the rows of one matrix and does each step once for all classes: the same updates, in the same
-order, to the same numbers (the tests hold it to River's probabilities at every event), about
-ten times cheaper. Any other binary classifier, or one of these two with settings this module
-does not reproduce (an L1 or L2 penalty, another optimiser or loss), stays with River's.
+binary model per class and runs each in Python, a cost that grows with the classes. Each
+class's model is the same arithmetic on the same event, so `StackedOneVsRest` keeps their
+weights as the rows of one matrix and does each step once for all classes: the same updates to
+the same numbers (the tests hold it to River's probabilities at every event, to 1e-9). The
+`logistic_regression` preset alone on 10,000 LEDDrift events (10 classes, 24 features, scaler
+included, one run each on a busy machine): 2,590 events/s with River's one-vs-rest, 5,595
+stacked; `passive_aggressive` 1,486 and 4,884. Any other binary classifier, or one of these
+two with settings this module does not reproduce (an L1 or L2 penalty, another optimiser or
+loss), stays with River's.
 """
 
 from __future__ import annotations
