@@ -34,7 +34,7 @@ from pipeline.leaves import FastLeaves
 from pipeline.neighbors import WindowKNN
 from pipeline.onevsrest import OneVsRest, Scaled
 from pipeline.preprocessing import tag_strings
-from pipeline.stacked import PassiveAggressive
+from pipeline.stacked import LogisticRegression, PassiveAggressive
 
 # node class -> whether it is a branch: isinstance() against River's abstract node classes costs
 # as much as the rest of a step down the tree
@@ -118,7 +118,7 @@ class TaggedFastHoeffdingTree(TagStrings, FastHoeffdingTree):
 # grows sooner), and predicts the majority class of a leaf instead of adaptive naive Bayes, for
 # less than half the cost per event (chosen with benchmarks/drift.py, see docs/drift.md).
 PRESETS: dict[str, Callable[[], Any]] = {
-    "logistic_regression": lambda: Scaled(OneVsRest(linear_model.LogisticRegression())),
+    "logistic_regression": lambda: Scaled(OneVsRest(LogisticRegression())),
     "passive_aggressive": lambda: Scaled(OneVsRest(PassiveAggressive())),
     "softmax_regression": lambda: Scaled(linear_model.SoftmaxRegression()),
     "hoeffding_tree": lambda: HoeffdingTree(),

@@ -598,6 +598,35 @@ def test_the_passive_aggressive_preset_model_is_rivers_to_the_last_bit(mode):
     assert dict(ours.weights) == dict(river.weights) and ours.intercept == river.intercept
 
 
+@pytest.mark.parametrize("settings", [{}, {"optimizer": "sgd 0.3", "intercept_lr": 0.2,
+                                       "clip_gradient": 0.05}, {"l2": 0.01}])
+def test_the_logistic_regression_preset_model_is_rivers_to_the_last_bit(settings):
+    from pipeline.stacked import LogisticRegression
+
+    def make(cls):
+        kw = dict(settings)
+        if "optimizer" in kw:
+            kw["optimizer"] = optim.SGD(0.3)
+        return cls(**kw)
+
+    ours, river = make(LogisticRegression), make(linear_model.LogisticRegression)
+    rng = random.Random(7)
+    for i, (x, y) in enumerate(bundled("elec", limit=3000)):
+        # booleans, integers, missing features, no feature at all, and values large enough for
+        # the log loss's and the sigmoid's cut-offs; a weight other than 1 now and then
+        x = dict(x, flag=i % 3 == 0, count=i % 7, loud=rng.choice([0.0, 500.0, -900.0]))
+        if i % 100 == 0:
+            x = {}
+        elif rng.random() < 0.2:
+            del x[rng.choice(list(x))]
+        assert ours.predict_proba_one(x) == river.predict_proba_one(x)
+        w = 1.0 + (i % 3) * 0.7
+        ours.learn_one(x, y == 1, w=w)
+        river.learn_one(x, y == 1, w=w)
+    assert ours.weights == river.weights and ours.intercept == river.intercept
+    assert ours._plain == (not settings.get("l2"))  # an L2 penalty runs River's own code
+
+
 def test_the_typed_scaler_is_rivers_standard_scaler_to_the_last_bit_on_numbers():
     from pipeline.preprocessing import TypedScaler
 
