@@ -76,9 +76,14 @@ def latency(bootstrap: str, rate: float, seconds: float) -> None:
         serve.ready()
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         n = int(rate * seconds)
+        events = itertools.islice(elec_forever(), n)
+        # The first send waits for the producer's connection to the partition's leader (some
+        # 0.4 s here); the rate's clock starts once it is delivered, or the publisher would
+        # start behind and send a burst of its backlog at once, which is not 500 events/s.
+        producer.send(topic, encode(*next(events))).get(timeout=30)
         start = time.monotonic()
-        for i, (x, y) in enumerate(itertools.islice(elec_forever(), n)):
-            delay = start + i / rate - time.monotonic()
+        for i, (x, y) in enumerate(events, start=1):
+            delay = start + (i - 1) / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             producer.send(topic, encode(x, y))
@@ -92,13 +97,32 @@ def latency(bootstrap: str, rate: float, seconds: float) -> None:
     stamps = read(bootstrap, topic, lambda m: (m.offset, m.timestamp / 1000.0))
     made = read(bootstrap, f"{topic}.predictions",
                 lambda m: (json.loads(m.value)["offset"], json.loads(m.value)["time"]))
-    latencies = sorted(1000.0 * (t - stamps[o]) for o, t in made.items() if o in stamps)
+    by_offset = {o: 1000.0 * (t - stamps[o]) for o, t in made.items() if o in stamps}
+    latencies = sorted(by_offset.values())
     if not latencies:
         raise RuntimeError(f"no predictions; log in {serve.folder}")
+    spells(by_offset, stamps)
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     print(f"latency at {rate:g} events/s over {len(latencies):,} events: p50 {p50:.1f} ms, "
           f"p99 {p99:.1f} ms (goal: p99 under 50 ms)")
+
+
+def spells(latency: dict[int, float], stamps: dict[int, float], over: float = 50.0) -> None:
+    """Print where the events slower than `over` ms are: runs of them less than 0.5 s apart."""
+    t0 = min(stamps.values())
+    runs: list[list[float]] = []  # [first s, last s, worst ms, events]
+    for offset in sorted(latency):
+        if latency[offset] <= over:
+            continue
+        at = stamps[offset] - t0
+        if runs and at - runs[-1][1] < 0.5:
+            runs[-1][1:] = [at, max(runs[-1][2], latency[offset]), runs[-1][3] + 1]
+        else:
+            runs.append([at, at, latency[offset], 1])
+    print(f"{sum(int(r[3]) for r in runs)} events over {over:g} ms" + "".join(
+        f"\n  at {a:.2f}-{b:.2f} s: {int(k)} events, up to {worst:.0f} ms"
+        for a, b, worst, k in runs))
 
 
 def read(bootstrap: str, topic: str, pick: Callable[[Any], tuple[int, float]]) -> dict[int, float]:

@@ -37,6 +37,9 @@ log = logging.getLogger("driftline.service")
 WATCH_INTERVAL = 1.0  # seconds between two readings of the lag and the assignment
 UNASSIGNED_REJOIN = 20.0  # seconds without any assigned partition before rejoining the group
 SHUTDOWN_FLUSH_SECONDS = 2.0  # the final wait for dead letters (the broker may be away)
+# While events keep coming, the loop publishes a snapshot (the models' figures with the
+# counters) at most this often.
+STATS_EVERY = 0.5  # seconds
 HOLD_LIMIT = 20_000  # records of a partition held back, at most, before polling it pauses
 
 
@@ -100,6 +103,9 @@ class Service:
         self.started = time.time()
         self._models: Mapping[str, ModelStats] = (
             pipeline.stats() if isinstance(pipeline, DriftEnsemble) else {})
+        self._stale = False  # learned since the figures were computed
+        self._stale_units: set[int] = set()  # partition scope: the partitions that did
+        self._stats_due = 0.0  # perf_counter time the loop recomputes them next
         self._lag: dict[int, int] = {}
         self._assigned: tuple[int, ...] = ()
         self._last_poll: float | None = None
@@ -155,6 +161,14 @@ class Service:
         for p in self._owned if partitions is None else partitions:
             if p in units:
                 self._partition_models[p] = units[p].stats()
+
+    def _refresh_if_stale(self) -> None:
+        """The figures of what learned since they were last computed."""
+        if self._stale:
+            self._refresh_stats(self._stale_units if self.partitioned else None)
+            self._stale_units = set()
+            self._stale = False
+        self._stats_due = time.perf_counter() + STATS_EVERY
 
     def _learner(self, partition: int) -> DriftEnsemble:
         """Partition scope: the partition's learner, made at its first assignment."""
@@ -440,7 +454,8 @@ class Service:
         outcomes[LEARNED] += learned
         outcomes[UNLABELLED] += unlabelled
         outcomes[DEAD_LETTERED] += dead
-        self._refresh_stats(touched if partitioned else None)
+        self._stale_units.update(touched)  # their figures: at the next `_publish`
+        self._stale = True
         now = time.time()
         if records and records[-1].timestamp > 0:
             self.metrics.observe_latency([now - records[-1].timestamp / 1000.0])
@@ -493,6 +508,8 @@ class Service:
                 correct[ENSEMBLE] += 1
 
     def _publish(self) -> None:
+        """Publish a snapshot: the figures, counters and status of this moment, all together."""
+        self._refresh_if_stale()
         self.metrics.publish(Snapshot(
             models=self._models,
             outcomes=dict(self.outcomes),
@@ -580,7 +597,11 @@ class Service:
                     with self._lock:
                         self._release_all(source)
                         self.checkpointer.rewind(source)
-                self._publish()
+                # While events keep coming, a snapshot at most every STATS_EVERY seconds (its
+                # figures cost about a millisecond, and at a low rate a poll brings only a few
+                # events); after a poll that found nothing, at once.
+                if not records or time.perf_counter() >= self._stats_due:
+                    self._publish()
         finally:
             self._shutdown(source)
 
