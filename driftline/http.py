@@ -69,8 +69,9 @@ def _plain(value: Any) -> Any:
 class History:
     """The status sampled every `interval` seconds over the last `seconds`, by a daemon thread.
 
-    Each sample is the status dict (compacted) with `t`, the Unix time it was taken. An empty
-    status (the service not started yet) is not recorded; a status call that fails is skipped.
+    Each sample is the status dict (compacted, kept as JSON bytes) with `t`, the Unix time it
+    was taken. An empty status (the service not started yet) is not recorded; a status call
+    that fails is skipped.
     """
 
     def __init__(
@@ -82,7 +83,11 @@ class History:
         self.interval = interval
         self.seconds = seconds
         self._status = status
-        self._samples: deque[dict[str, Any]] = deque(maxlen=max(1, round(seconds / interval)))
+        # Each sample as (t, its compact JSON): a full buffer of the status dicts themselves
+        # (some 9 kB each with the default model set) added 8.5 MiB of RSS over the first
+        # `seconds` of a run; as JSON bytes (some 2.5 kB), 1.4 MiB.
+        self._samples: deque[tuple[float, bytes]] = deque(
+            maxlen=max(1, round(seconds / interval)))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="driftline-history", daemon=True)
@@ -97,20 +102,21 @@ class History:
         if not status:
             return
         entry = _plain(status)
-        entry["t"] = round(time.time(), 3)
+        t = entry["t"] = round(time.time(), 3)
+        data = json.dumps(entry, separators=(",", ":")).encode()
         with self._lock:
-            self._samples.append(entry)
+            self._samples.append((t, data))
 
     def since(self, t: float | None = None) -> list[dict[str, Any]]:
         """The samples taken after Unix time `t` (all of them when `t` is None), oldest first."""
         with self._lock:
             samples = list(self._samples)
-        if t is None:
-            return samples
-        i = len(samples)
-        while i > 0 and samples[i - 1]["t"] > t:
-            i -= 1
-        return samples[i:]
+        if t is not None:
+            i = len(samples)
+            while i > 0 and samples[i - 1][0] > t:
+                i -= 1
+            samples = samples[i:]
+        return [json.loads(data) for _, data in samples]
 
     def start(self) -> None:
         self._thread.start()

@@ -3,6 +3,7 @@
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -211,3 +212,40 @@ def test_beyond_the_cap_of_busy_connections_new_ones_are_closed_at_once():
     finally:
         release.set()
         server.stop()
+
+
+def test_a_full_history_of_the_default_status_stays_small():
+    """The history fills over its first `HISTORY_SECONDS` whatever the rate: kept as the
+    status dicts themselves (some 9 kB each with the default model set), a full buffer added
+    8.5 MiB to a long run's memory. Kept compact, a full one must stay under 3 MiB."""
+    import tracemalloc
+
+    from consumers.deadletter import DeadLetters
+    from consumers.records import Record
+    from consumers.wire import encode
+    from driftline.config import Settings
+    from driftline.datasets import bundled
+    from driftline.http import HISTORY_INTERVAL, HISTORY_SECONDS, History
+    from driftline.learning import build_learner
+    from driftline.service import Service
+    from tests.memory import ListSink
+
+    metrics = Metrics(CollectorRegistry())
+    service = Service(build_learner(Settings()), DeadLetters(ListSink(), "d"), metrics)
+    records = [Record("t", 0, i, encode(x, y), 1) for i, (x, y)
+               in enumerate(bundled("elec", limit=3000))]
+    service.process(records)
+    history = History(lambda: metrics.latest.status(time.time()), HISTORY_INTERVAL,
+                      HISTORY_SECONDS)
+    full = round(HISTORY_SECONDS / HISTORY_INTERVAL)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(full):
+            history.sample()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(history.since()) == full
+    assert history.since()[-1]["events"]["learned"] == 3000  # what the dashboard reads back
+    assert kept < 3 * 2**20, f"{kept / 2**20:.1f} MiB for {full} samples"
