@@ -403,6 +403,7 @@ class DriftEnsemble(base.Classifier):
         preds: list[Hashable | None] = []
         probas: list[Mapping[Hashable, float] | None] = []
         failed: list[tuple[str, str]] | None = None
+        votes: dict[Hashable, float] = {}  # label -> the weights of its predictors
         for member in members:
             if not member.awake:
                 preds.append(None)
@@ -424,7 +425,12 @@ class DriftEnsemble(base.Classifier):
                 preds.append(None)
                 probas.append(None)
                 continue
-            preds.append(max(proba, key=proba.__getitem__) if proba else None)
+            if proba:
+                pred = max(proba, key=proba.__getitem__)
+                votes[pred] = votes.get(pred, 0.0) + member.weight
+            else:
+                pred = None
+            preds.append(pred)
             probas.append(proba)
         failures = tuple(failed) if failed else ()
         if len(members) == 1:
@@ -432,7 +438,7 @@ class DriftEnsemble(base.Classifier):
             return Prediction(
                 preds[0], only or {}, members[0].name, tuple(preds), preds[0], failures
             )
-        label, voted, model = self._serve(preds)
+        label, voted, model = self._serve(preds, votes)
         proba = self._mix(probas) if model == ENSEMBLE else (probas[self.lead] or {})
         return Prediction(label, proba, model, tuple(preds), voted, failures)
 
@@ -483,9 +489,9 @@ class DriftEnsemble(base.Classifier):
             if member.streak and clean:
                 member.streak = 0
         if len(self.members) > 1:
-            self._reweight()
+            accs = self._reweight()
             if self.sleep_margin is not None:
-                self._doze(step_index)
+                self._doze(step_index, accs)
         if raised is None and clean:  # the common case
             return Step(prediction, (), True)
         return self._failures(prediction, raised or [])
@@ -550,13 +556,10 @@ class DriftEnsemble(base.Classifier):
 
     # --- weighting --------------------------------------------------------------------------
 
-    def _serve(self, preds: list[Hashable | None]) -> tuple[Hashable | None, Hashable | None, str]:
-        """(served, voted, model): the weighted vote, or the leader's prediction while it does
-        better than the vote."""
-        votes: dict[Hashable, float] = {}
-        for member, pred in zip(self.members, preds, strict=True):
-            if pred is not None:
-                votes[pred] = votes.get(pred, 0.0) + member.weight
+    def _serve(self, preds: list[Hashable | None], votes: dict[Hashable, float]
+               ) -> tuple[Hashable | None, Hashable | None, str]:
+        """(served, voted, model): the weighted vote (`votes`: label -> the weights of the
+        members that predict it), or the leader's prediction while it does better."""
         if not votes:
             return None, None, ENSEMBLE
         voted = max(votes, key=votes.__getitem__)
@@ -578,32 +581,36 @@ class DriftEnsemble(base.Classifier):
                     mixed[c] = mixed.get(c, 0.0) + w * p
         return {c: p / total for c, p in mixed.items()} if total else {}
 
-    def _reweight(self) -> None:
+    def _reweight(self) -> list[float]:
+        """The members' weights, the leader, whether to follow it; returns the members' faded
+        accuracies (-1 for a sleeping one)."""
         members = self.members
         accs = [(m.num + 1.0) / (m.den + 2.0) if m.awake else -1.0 for m in members]
         best = max(accs)
         self.lead = accs.index(best)
         self.follow_lead = (self.vote_num + 1.0) / (self.vote_den + 2.0) < best
         sharpness = self.sharpness
+        exp = math.exp
         for member, acc in zip(members, accs, strict=True):
-            member.weight = math.exp(sharpness * (acc - best)) if member.awake else 0.0
+            member.weight = exp(sharpness * (acc - best)) if acc >= 0.0 else 0.0
+        return accs
 
     # --- sleeping members -------------------------------------------------------------------
 
-    def _doze(self, step_index: int) -> None:
-        """Put to sleep the members far behind the leader for long; wake them all now and then."""
+    def _doze(self, step_index: int, accs: list[float]) -> None:
+        """Put to sleep the members far behind the leader for long; wake them all now and then.
+        `accs`: the members' faded accuracies, as `_reweight` computed them."""
         if step_index and step_index % self.wake_every == 0:
             self._wake_all()
             return
-        members = self.members
-        lead = members[self.lead]
         margin = self.sleep_margin
         assert margin is not None
-        floor = (lead.num + 1.0) / (lead.den + 2.0) - margin
-        for member in members:
-            if not member.awake or member is lead:
+        lead = self.lead
+        floor = accs[lead] - margin
+        for i, member in enumerate(self.members):
+            if not member.awake or i == lead:
                 continue
-            if (member.num + 1.0) / (member.den + 2.0) < floor:
+            if accs[i] < floor:
                 member.behind += 1
                 if member.behind >= self.sleep_after:
                     member.awake = False
