@@ -72,6 +72,7 @@ def hand_written(bootstrap: str, topic: str, n: int, publish: bool = False) -> f
         auto_offset_reset="earliest", enable_auto_commit=False,
     )
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50) if publish else None
+    out = f"{topic}.hand"
     model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
     seen = 0
     start = None
@@ -88,7 +89,7 @@ def hand_written(bootstrap: str, topic: str, n: int, publish: bool = False) -> f
                 else:
                     proba = model.predict_proba_one(x)
                     model.learn_one(x, y)
-                    producer.send(f"{topic}.hand", json.dumps(
+                    producer.send(out, json.dumps(
                         {"offset": message.offset, "proba": {str(c): p for c, p in proba.items()},
                          "time": time.time()}).encode())
             seen += len(messages)

@@ -63,6 +63,11 @@ class LogisticRegression(linear_model.LogisticRegression):
     def weights(self) -> dict:
         return dict(self._weights) if self._plain else super().weights
 
+    @property
+    def _mutable_attributes(self) -> set:
+        # The plain path was chosen from the settings at construction: none may change since.
+        return set() if self._plain else super()._mutable_attributes
+
     def _dot(self, x: dict) -> float:
         weights = self._weights
         total = 0.0

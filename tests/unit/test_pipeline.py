@@ -625,6 +625,9 @@ def test_the_logistic_regression_preset_model_is_rivers_to_the_last_bit(settings
         river.learn_one(x, y == 1, w=w)
     assert ours.weights == river.weights and ours.intercept == river.intercept
     assert ours._plain == (not settings.get("l2"))  # an L2 penalty runs River's own code
+    if ours._plain:  # its path was chosen from the settings: River's `mutate` may not change them
+        with pytest.raises(ValueError, match="not a mutable attribute"):
+            ours.mutate({"l2": 0.1})
 
 
 def test_the_typed_scaler_is_rivers_standard_scaler_to_the_last_bit_on_numbers():
