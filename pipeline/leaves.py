@@ -19,6 +19,7 @@ features at once: the same terms, added up in another order, so River's probabil
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Hashable
 from typing import Any
 
@@ -257,6 +258,45 @@ class TabledNaiveBayes:
                 table.refresh(table.classes.index(y), y)
             else:
                 self._nb_table = None
+
+    def update_splitters(self, x: dict, y: Any, w: float, nominal_attributes: Any) -> None:
+        """River's `Leaf.update_splitters`, with a Gaussian splitter's update (four method calls
+        down to `stats.Mean`) written out: the same operations in the same order, so the same
+        numbers to the last bit, at about a third of the cost per feature. A new feature's
+        splitter is made directly instead of by River's `clone`, which inspects signatures."""
+        splitters: dict = self.splitters  # type: ignore[attr-defined]
+        disabled = self._disabled_attrs  # type: ignore[attr-defined]
+        for att, value in x.items():
+            if att in disabled:
+                continue
+            splitter = splitters.get(att)
+            if splitter is None:
+                if (nominal_attributes is not None and att in nominal_attributes) or not isinstance(
+                        value, numbers.Number):
+                    splitter = self.new_nominal_splitter()  # type: ignore[attr-defined]
+                elif type(self.splitter) is FastGaussianSplitter:  # type: ignore[attr-defined]
+                    splitter = FastGaussianSplitter(self.splitter.n_splits)  # type: ignore[attr-defined]
+                else:
+                    splitter = self.splitter.clone()  # type: ignore[attr-defined]
+                splitters[att] = splitter
+            if type(splitter) is not FastGaussianSplitter or value is None:
+                splitter.update(value, y, w)
+                continue
+            dist = splitter._att_dist_per_class.get(y)
+            if dist is None:  # GaussianSplitter.update's first value of a class
+                splitter.update(value, y, w)
+                continue
+            lows, highs = splitter._min_per_class, splitter._max_per_class
+            if value < lows[y]:
+                lows[y] = value
+            if value > highs[y]:
+                highs[y] = value
+            var = dist._var  # Gaussian.update -> Var.update -> Mean.update
+            mean = var.mean
+            old = mean._mean
+            n = mean.n = mean.n + w
+            new = mean._mean = old + (w / n) * (value - old)
+            var._S += w * (value - old) * (value - new)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

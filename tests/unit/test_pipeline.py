@@ -546,6 +546,42 @@ def test_the_naive_bayes_leaves_give_rivers_probabilities(leaves, stream, delay)
         assert ours.height > 1  # leaves made at a split are the inlined ones too
 
 
+@pytest.mark.parametrize("leaves", ["nba", "nb"])
+def test_the_leaves_observers_learn_rivers_numbers_to_the_last_bit(leaves):
+    """The inlined splitter update: every leaf's Gaussian observers (count, mean, variance sum,
+    extremes) equal River's tree's after the same events, weights, a missing feature now and
+    then, booleans, integers and a string feature (River's nominal splitter) included."""
+    from river.datasets import synth
+
+    from pipeline.presets import HoeffdingTree
+
+    ours = HoeffdingTree(grace_period=50, delta=0.01, leaf_prediction=leaves)
+    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01, leaf_prediction=leaves)
+    rng = random.Random(3)
+    for i, (x, y) in enumerate(synth.Agrawal(seed=2).take(4000)):
+        x = dict(x, flag=i % 3 == 0, colour="rgb"[i % 3])
+        if rng.random() < 0.1:
+            del x[rng.choice(list(x))]
+        w = rng.choice([1.0, 1.0, 2.0, 0.5])
+        ours.learn_one(x, y, w=w)
+        river.learn_one(x, y, w=w)
+
+    def observers(model):
+        found = []
+        for leaf in model._find_leaves():
+            for att, splitter in sorted(leaf.splitters.items()):
+                if not hasattr(splitter, "_min_per_class"):  # the string: River's nominal one
+                    continue
+                found.append((att, splitter._min_per_class, splitter._max_per_class, {
+                    c: (g._var.mean.n, g._var.mean._mean, g._var._S)
+                    for c, g in splitter._att_dist_per_class.items()}))
+        return found
+
+    mine, rivers = observers(ours), observers(river)
+    assert ours.height > 1 and len(mine) > 20  # leaves made at splits learned too
+    assert mine == rivers
+
+
 def test_the_fast_gaussian_splitter_suggests_rivers_split_to_the_last_bit():
     from river.tree.split_criterion import InfoGainSplitCriterion
     from river.tree.splitter import GaussianSplitter
