@@ -160,7 +160,10 @@ class GaussianTable:
         self.others = {a: s for a, s in splitters.items() if type(s) not in _GAUSSIAN}
         self.keys = tuple(splitters)
         self.means = np.zeros((len(self.classes), len(self.features)))
-        self.variances = np.zeros_like(self.means)
+        # -2 x variance and half the log of the variance: the constants of River's log-density
+        # terms, kept as the observers change instead of computed again on every prediction
+        self.denominators = np.zeros_like(self.means)
+        self.half_logs = np.zeros_like(self.means)
         self._splitters = [splitters[a] for a in self.features]
         for row, c in enumerate(self.classes):
             self.refresh(row, c)
@@ -172,7 +175,7 @@ class GaussianTable:
 
     def refresh(self, row: int, c: Hashable) -> None:
         """Read class `c`'s observers again (it has learned since)."""
-        means, variances = self.means[row], self.variances[row]
+        means, variances = self.means[row], self.denominators[row]
         for j, splitter in enumerate(self._splitters):
             dist = splitter._att_dist_per_class.get(c)
             variance = math.nan
@@ -185,14 +188,17 @@ class GaussianTable:
                         variance = v
                 means[j] = var.mean._mean
             variances[j] = variance
+        self.half_logs[row] = 0.5 * np.log(variances)
+        variances *= -2.0
 
     def log_likelihoods(self, x: dict, stats: dict, total_weight: float) -> dict:
         """River's per-class votes, the Gaussian terms summed by numpy."""
         features = self.features
         values = np.fromiter((x.get(a, math.nan) for a in features), float, len(features))
         d = values - self.means
-        terms = d * d / (-2.0 * self.variances) - _HALF_LOG_TAU - 0.5 * np.log(self.variances)
-        sums = np.nansum(terms, axis=1).tolist()  # a missing value or a left-out term: NaN
+        terms = d * d / self.denominators - _HALF_LOG_TAU - self.half_logs
+        terms[np.isnan(terms)] = 0.0  # a missing value or a left-out term (np.nansum's way)
+        sums = terms.sum(axis=1).tolist()
         log = math.log
         votes: dict = {}
         for c, s in zip(self.classes, sums, strict=True):
