@@ -212,55 +212,53 @@ class StackedOneVsRest(base.Classifier):
     def predict_proba_one(self, x: dict, **kwargs: Any) -> dict[Any, float]:
         if not self.classes:
             return {}
-        z = self._raw(self._vector(x, learning=False))
-        p = 1.0 / (1.0 + np.exp(-np.clip(z, -31.0, 31.0)))
-        if abs(z).max() > 30.0:  # River's sigmoid: 0 below -30, 1 above 30
-            p[z < -30.0] = 0.0
-            p[z > 30.0] = 1.0
-        total = float(p.sum())
+        # The per-class steps in Python floats: for tens of classes that costs less than the
+        # numpy calls it would take, and it is River's sigmoid, math.exp and its cut-offs.
+        exp = math.exp
+        p = [0.0 if z < -30.0 else 1.0 if z > 30.0 else 1.0 / (1.0 + exp(-z))
+             for z in self._raw(self._vector(x, learning=False)).tolist()]
+        total = sum(p)
         if not total:
             return {c: 1.0 / len(self.classes) for c in self.classes}
-        return dict(zip(self.classes, (p / total).tolist(), strict=True))
+        return {c: q / total for c, q in zip(self.classes, p, strict=True)}
 
     def learn_one(self, x: dict, y: Hashable, w: float = 1.0) -> None:
         if y not in self.rows:
             self.add_class(y)
         v = self._vector(x, learning=True)
-        k = len(self.classes)
-        z = self._raw(v)
-        t = -np.ones(k)  # each class's binary target, as -1 / 1
-        t[self.rows[y]] = 1.0
-        if self.pa:
-            self._learn_pa(v, z, t, k)
-        else:
-            self._learn_log(v, z, t, k, w)
-
-    def _learn_log(self, v: np.ndarray, z: np.ndarray, t: np.ndarray, k: int, w: float) -> None:
+        z = self._raw(v).tolist()
+        target = self.rows[y]
         model = self.classifier
+        exp = math.exp
+        if self.pa:  # the hinge loss, River's tau for the mode, and the step of each class
+            squared = float(v @ v)  # River's squared norm of x (its missing features are 0 here)
+            mode, C = model.mode, model.C
+            if mode != 2 and squared <= 0:
+                return  # tau is 0: nothing changes
+            step = []
+            for row, zr in enumerate(z):
+                t = 1.0 if row == target else -1.0
+                loss = max(1.0 - t * zr, 0.0)
+                if mode == 2:
+                    tau = loss / (squared + 0.5 / C)
+                else:
+                    tau = loss / squared if mode == 0 else min(C, loss / squared)
+                step.append(tau * t)
+            steps = np.array(step)
+            k = len(step)
+            self.weights[:k, :len(v)] += steps[:, None] * v
+            if model.learn_intercept:
+                self.intercepts[:k] += steps
+            return
         # The log loss's gradient. River's switches to its limits beyond |z| = 18, where the
         # two differ by less than 1e-7 of the gradient: no probability moves by 1e-9 (tested).
-        zt = z * t
-        g = -t / (np.exp(np.minimum(zt, 700.0, out=zt)) + 1.0)  # exp(700) is still finite
-        if w != 1.0:
-            g *= w
         clip = model.clip_gradient
-        if clip < abs(w):  # |g| <= |w|: only a clip below that changes anything
-            g = np.clip(g, -clip, clip)
-        self.intercepts[:k] -= model.intercept_lr.learning_rate * g
-        self.weights[:k, :len(v)] -= model.optimizer.lr.learning_rate * (g[:, None] * v)
-
-    def _learn_pa(self, v: np.ndarray, z: np.ndarray, t: np.ndarray, k: int) -> None:
-        model = self.classifier
-        loss = np.maximum(1.0 - t * z, 0.0)  # the hinge loss
-        squared = float(v @ v)  # River's squared norm of x (its missing features are 0 here)
-        if model.mode == 2:
-            tau = loss / (squared + 0.5 / model.C)
-        elif squared > 0:
-            tau = loss / squared if model.mode == 0 else np.minimum(model.C, loss / squared)
-        else:
-            return  # tau is 0: nothing changes
-        step = tau * t
-        self.weights[:k, :len(v)] += step[:, None] * v
-        if model.learn_intercept:
-            self.intercepts[:k] += step
-
+        gradient = []
+        for row, zr in enumerate(z):
+            t = 1.0 if row == target else -1.0
+            g = -t / (exp(min(zr * t, 700.0)) + 1.0) * w  # exp(700) is still finite
+            gradient.append(g if clip >= abs(g) else clip if g > 0 else -clip)
+        g_ = np.array(gradient)
+        k = len(gradient)
+        self.intercepts[:k] -= model.intercept_lr.learning_rate * g_
+        self.weights[:k, :len(v)] -= model.optimizer.lr.learning_rate * (g_[:, None] * v)
