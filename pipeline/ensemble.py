@@ -29,6 +29,11 @@ learning (its cost is saved; its weight is 0). Every sleeping member wakes, as a
 the leader detects a drift (the concept changed: the race starts again) and every
 `wake_every` labelled events (a change no detector flags). The leader never sleeps.
 
+Members that scale their events (`Scaled`: the linear and kNN presets) share one scaler, which
+learns and scales each labelled event once for all of them instead of once each (the same
+numbers while every member is awake and learns with weight 1); a member reset or woken keeps
+it, so a fresh model starts on the stream's scaling.
+
 A member that raises on an event does not stop the others: the failure is reported in the
 step's outcome, and after `reset_after` consecutive failures the member is replaced by a fresh
 copy. A member whose probabilities stop being finite numbers (its state was poisoned) is
@@ -49,6 +54,8 @@ from river import base
 
 from pipeline.drift import RiseDetector
 from pipeline.names import ENSEMBLE, RESPONSES
+from pipeline.onevsrest import Scaled
+from pipeline.preprocessing import SharedScaler
 from pipeline.presets import accepts_weight
 from pipeline.scoring import Score
 
@@ -142,6 +149,7 @@ class Member:
         "num",
         "resets",
         "score",
+        "shared",
         "sleeps",
         "streak",
         "takes_weight",
@@ -168,11 +176,13 @@ class Member:
         self.awake = True
         self.behind = 0  # labelled events in a row it has been far behind the leader
         self.sleeps = 0  # times it was put to sleep
+        self.shared: SharedScaler | None = None  # the ensemble's scaler, if its model uses it
 
     def __setstate__(self, state: Any) -> None:
         # A checkpoint of an older version may lack slots added since: they take their defaults.
         _, slots = state if isinstance(state, tuple) else (None, state)
-        defaults = {"awake": True, "behind": 0, "sleeps": 0, "failures": 0, "streak": 0}
+        defaults = {"awake": True, "behind": 0, "sleeps": 0, "failures": 0, "streak": 0,
+                    "shared": None}
         for name, value in {**defaults, **(slots or {})}.items():
             setattr(self, name, value)
         if not hasattr(self, "resets"):
@@ -182,6 +192,8 @@ class Member:
         """Replace the model by a fresh copy; its weight is earned again from nothing. Counted
         under `reason` (None: a sleeping member woken as a fresh copy, not counted)."""
         self.model = copy.deepcopy(self.fresh)
+        if self.shared is not None:  # a fresh model, but the stream's scaling goes on
+            self.model.scaler = self.shared
         self.num = self.den = 0.0
         self.streak = 0
         self.behind = 0
@@ -219,6 +231,10 @@ class DriftEnsemble(base.Classifier):
     max_classes, max_feature_names
         Bounds on the distinct labels and feature names the state may hold; an event past
         either raises `LimitExceeded` and is not learned.
+    share_scaler
+        Members that scale their events with a fresh `TypedScaler` (`Scaled` models: the
+        linear and kNN presets) share one `SharedScaler`, which learns and scales each event
+        once for all of them; a member reset or woken keeps it.
 
     Examples
     --------
@@ -249,6 +265,7 @@ class DriftEnsemble(base.Classifier):
         sleep_margin: float | None = None,
         sleep_after: int = 2000,
         wake_every: int = 20_000,
+        share_scaler: bool = True,
     ) -> None:
         if not models:
             raise ValueError("an ensemble needs at least one model")
@@ -279,6 +296,8 @@ class DriftEnsemble(base.Classifier):
             )
             for name, model in self.models.items()
         ]
+        self.share_scaler = share_scaler
+        self.shared_scaler = self._share_scaler() if share_scaler else None
         # With one member the served prediction is the member's: one score serves both.
         self.solo = len(self.members) == 1
         self.score = self.members[0].score if self.solo else Score(window)
@@ -299,6 +318,17 @@ class DriftEnsemble(base.Classifier):
     def _multiclass(self) -> bool:
         return True
 
+    def _share_scaler(self) -> SharedScaler | None:
+        # The same arithmetic on the same events, done once: it cost each member as much as
+        # its model on tens of features. Only scalers that have learned nothing are replaced.
+        scaled = [m for m in self.members if type(m.model) is Scaled and not m.model.scaler.stats]
+        if len(scaled) < 2:
+            return None
+        shared = SharedScaler()
+        for member in scaled:
+            member.model.scaler = member.shared = shared
+        return shared
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A checkpoint of an older version may lack settings added since: they take their
         # defaults (those of `__init__`), so an upgrade carries on from it.
@@ -308,7 +338,8 @@ class DriftEnsemble(base.Classifier):
             if p.default is not inspect.Parameter.empty
         }
         # `solo` is newer than some checkpoints: theirs keep two scores, so both are kept up.
-        self.__dict__.update({**defaults, "solo": False, **state})
+        # `shared_scaler` is too: theirs keep a scaler per member, as they were made.
+        self.__dict__.update({**defaults, "solo": False, "shared_scaler": None, **state})
 
     # --- River's interface ----------------------------------------------------------------
 
@@ -404,6 +435,9 @@ class DriftEnsemble(base.Classifier):
         probas: list[Mapping[Hashable, float] | None] = []
         failed: list[tuple[str, str]] | None = None
         votes: dict[Hashable, float] = {}  # label -> the weights of its predictors
+        shared = self.shared_scaler
+        if shared is not None:
+            shared.expect(x)
         for member in members:
             if not member.awake:
                 preds.append(None)
@@ -432,6 +466,8 @@ class DriftEnsemble(base.Classifier):
                 pred = None
             preds.append(pred)
             probas.append(proba)
+        if shared is not None:
+            shared.expect(None)
         failures = tuple(failed) if failed else ()
         if len(members) == 1:
             only = probas[0]
@@ -470,6 +506,9 @@ class DriftEnsemble(base.Classifier):
         w = self._sample_weight(step_index) if self.boost_start >= 0 else 1.0
         raised: list[tuple[Member, Exception]] | None = None
         clean = not prediction.failed
+        shared = self.shared_scaler
+        if shared is not None:
+            shared.expect(x, learning=True)
         for member in self.members:
             if not member.awake:
                 continue
@@ -488,6 +527,8 @@ class DriftEnsemble(base.Classifier):
             member.learned += 1
             if member.streak and clean:
                 member.streak = 0
+        if shared is not None:
+            shared.expect(None)
         if len(self.members) > 1:
             accs = self._reweight()
             if self.sleep_margin is not None:

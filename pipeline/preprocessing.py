@@ -80,6 +80,52 @@ class TypedScaler(base.Transformer):
         return out
 
 
+class SharedScaler(TypedScaler):
+    """A `TypedScaler` held by several models of one ensemble, which learns each event once and
+    scales it once for all of them.
+
+    The ensemble names the event it is about to predict or learn (`expect`); for that very
+    dict, the first `learn_one` learns it and the later ones (another member, or the same
+    member repeating a weighted sample) do not, and `transform_one` computes the scaled event
+    once and hands the same dict to each caller, who must not change it. Any other dict is
+    scaled as by a `TypedScaler`. On a stream whose members are all awake and learn with
+    weight 1, each member sees what its own scaler would give it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event: dict | None = None
+        self._learning = False  # the expected event is still to be learned
+        self._scaled: dict | None = None
+
+    def expect(self, x: dict | None, learning: bool = False) -> None:
+        """`x` is the event the models are about to predict (or learn, `learning`); None: done."""
+        self._event, self._learning, self._scaled = x, learning, None
+
+    def learn_one(self, x: dict) -> None:
+        if x is self._event:
+            if not self._learning:
+                return  # learned once already
+            self._learning = False
+            self._scaled = None
+        super().learn_one(x)
+
+    def transform_one(self, x: dict) -> dict:
+        if x is not self._event:
+            return super().transform_one(x)
+        scaled = self._scaled
+        if scaled is None:
+            scaled = self._scaled = super().transform_one(x)
+        return scaled
+
+    def __getstate__(self) -> dict:
+        return {"stats": self.stats}  # not the event in hand
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.expect(None)
+
+
 def tag_strings(x: dict[str, Any]) -> dict[str, Any]:
     """`x` with each string-valued feature ``f`` renamed ``f=``: a tree then keeps a numeric
     and a nominal feature apart instead of failing when one event flips a feature's type."""

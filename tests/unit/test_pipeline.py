@@ -699,3 +699,73 @@ def test_a_typed_scaler_pickled_by_the_previous_version_scales_as_it_did():
     x = next(iter(bundled("elec", limit=1)))[0]
     assert restored.stats == scaler.stats
     assert restored.transform_one(x) == scaler.transform_one(x)
+
+
+# --- the scaler the scaled members share ------------------------------------------------------
+
+
+def scaled_members(share_scaler, **kwargs):
+    return DriftEnsemble({name: build_model(name) for name in
+                          ("passive_aggressive", "logistic_regression", "knn", "hoeffding_tree")},
+                         share_scaler=share_scaler, **kwargs)
+
+
+def test_the_scaled_members_share_one_scaler_that_learns_each_event_once():
+    learner = scaled_members(True)
+    scalers = {id(m.model.scaler) for m in learner.members if hasattr(m.model, "scaler")}
+    assert len(scalers) == 1 and learner.shared_scaler is not None
+    rows = list(bundled("elec", limit=500))
+    for x, y in rows:
+        learner.step(x, y)
+    counts = {s[0] for s in learner.shared_scaler.stats.values()}
+    assert counts == {500}  # three members, each event learned once
+
+
+@pytest.mark.parametrize("stream", ["elec", "multiclass"])
+def test_a_shared_scaler_gives_each_member_what_its_own_would(stream):
+    """All awake, weight 1 (no drift response): sharing changes no number, only the cost."""
+    rows = list(bundled("elec", limit=3000)) if stream == "elec" else list(
+        numeric_multiclass(2000))
+    shared, own = scaled_members(True), scaled_members(False)
+    assert own.shared_scaler is None
+    for x, y in rows:
+        a, b = shared.step(x, y), own.step(x, y)
+        assert a.prediction.members == b.prediction.members
+        assert a.prediction.proba == b.prediction.proba
+    assert shared.stats()["ensemble"].accuracy == own.stats()["ensemble"].accuracy
+
+
+def test_a_reset_member_and_a_checkpoint_keep_the_shared_scaler():
+    import pickle
+
+    learner = scaled_members(True, detector=None)
+    for x, y in bundled("elec", limit=300):
+        learner.step(x, y)
+    shared = learner.shared_scaler
+    member = learner.members[1]
+    member.reset("drift")
+    assert member.model.scaler is shared and shared.stats  # fresh model, the stream's scaling
+    restored = pickle.loads(pickle.dumps(learner))
+    scalers = {id(m.model.scaler) for m in restored.members if hasattr(m.model, "scaler")}
+    assert scalers == {id(restored.shared_scaler)}
+    assert restored.shared_scaler.stats == shared.stats
+    restored.members[0].reset("drift")
+    assert restored.members[0].model.scaler is restored.shared_scaler
+
+
+def test_an_ensemble_pickled_before_scalers_were_shared_runs_with_its_own():
+    import pickle
+
+    learner = scaled_members(False)
+    for x, y in bundled("elec", limit=300):
+        learner.step(x, y)
+    state = pickle.loads(pickle.dumps(learner))
+    # the previous version's state: no such attributes at all
+    del state.__dict__["shared_scaler"], state.__dict__["share_scaler"]
+    for member in state.members:
+        object.__delattr__(member, "shared")
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored.shared_scaler is None and all(m.shared is None for m in restored.members)
+    rows = list(bundled("elec", limit=400))[300:]
+    for x, y in rows:
+        assert restored.step(x, y).prediction == learner.step(x, y).prediction
