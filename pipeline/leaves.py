@@ -269,7 +269,9 @@ class TabledNaiveBayes:
         """River's `Leaf.update_splitters`, with a Gaussian splitter's update (four method calls
         down to `stats.Mean`) written out: the same operations in the same order, so the same
         numbers to the last bit, at about a third of the cost per feature. A new feature's
-        splitter is made directly instead of by River's `clone`, which inspects signatures."""
+        splitter is made directly instead of by River's `clone`, which inspects signatures. A
+        value whose update would overflow an observer (near the float limit) is not learned
+        by it: River's would hold an infinite variance, then NaN probabilities."""
         splitters: dict = self.splitters  # type: ignore[attr-defined]
         disabled = self._disabled_attrs  # type: ignore[attr-defined]
         for att, value in x.items():
@@ -292,17 +294,20 @@ class TabledNaiveBayes:
             if dist is None:  # GaussianSplitter.update's first value of a class
                 splitter.update(value, y, w)
                 continue
+            var = dist._var  # Gaussian.update -> Var.update -> Mean.update
+            mean = var.mean
+            old = mean._mean
+            n = mean.n + w
+            new = old + (w / n) * (value - old)
+            spread = var._S + w * (value - old) * (value - new)
+            if spread - spread:  # inf or NaN (a value near the float limit): not learned
+                continue
+            mean.n, mean._mean, var._S = n, new, spread
             lows, highs = splitter._min_per_class, splitter._max_per_class
             if value < lows[y]:
                 lows[y] = value
             if value > highs[y]:
                 highs[y] = value
-            var = dist._var  # Gaussian.update -> Var.update -> Mean.update
-            mean = var.mean
-            old = mean._mean
-            n = mean.n = mean.n + w
-            new = mean._mean = old + (w / n) * (value - old)
-            var._S += w * (value - old) * (value - new)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -769,3 +769,60 @@ def test_an_ensemble_pickled_before_scalers_were_shared_runs_with_its_own():
     rows = list(bundled("elec", limit=400))[300:]
     for x, y in rows:
         assert restored.step(x, y).prediction == learner.step(x, y).prediction
+
+
+# --- outliers and values near the float limit ----------------------------------------------
+
+
+def test_an_outlier_is_learned_and_scaled_as_ten_deviations():
+    from pipeline.preprocessing import CLIP, WARMUP, TypedScaler
+
+    ours, river = TypedScaler(), preprocessing.StandardScaler()
+    rng = random.Random(2)
+    for _ in range(WARMUP):
+        x = {"a": rng.gauss(5.0, 0.1)}
+        ours.learn_one(x)
+        river.learn_one(x)
+    count, mean, var, dev = ours.stats["a"]
+    assert (count, mean, var) == (river.counts["a"], river.means["a"], river.vars["a"])
+    assert ours.transform_one({"a": 1e6}) == {"a": CLIP}
+    assert ours.transform_one({"a": -1e6}) == {"a": -CLIP}
+    ours.learn_one({"a": 1e6})
+    river.learn_one({"a": mean + CLIP * dev})  # what it learned instead
+    assert ours.stats["a"][:3] == [river.counts["a"], river.means["a"], river.vars["a"]]
+    assert ours.transform_one({"a": 5.05}) == river.transform_one({"a": 5.05})
+
+
+def test_the_first_values_are_never_clipped():
+    from pipeline.preprocessing import WARMUP, TypedScaler
+
+    ours, river = TypedScaler(), preprocessing.StandardScaler()
+    for i in range(WARMUP):
+        x = {"a": 1.0 + 1e-9 * (i % 2)} if i < WARMUP - 1 else {"a": 50.0}
+        assert ours.transform_one(x) == river.transform_one(x)
+        ours.learn_one(x)
+        river.learn_one(x)
+    assert ours.stats["a"][:3] == [river.counts["a"], river.means["a"], river.vars["a"]]
+
+
+def test_a_value_near_the_float_limit_leaves_every_model_finite():
+    rows = list(bundled("elec", limit=3000))
+    for i in range(0, 3000, 50):
+        rows[i][0]["vicprice"] = 1e308 if i % 100 else -1.7e308
+    learner = build_learner(Settings())
+    for x, y in rows:
+        learner.step(x, y)
+    stats = learner.shared_scaler.stats
+    assert all(v - v == 0.0 for s in stats.values() for v in s[:3])
+    report = learner.stats()
+    assert all(sum(report[m].resets.values()) == 0 for m in report)
+    assert report["passive_aggressive"].accuracy > 0.8 and report["ensemble"].accuracy > 0.8
+
+
+def test_two_outliers_cost_the_default_set_almost_nothing_on_elec2():
+    rows = list(bundled("elec", limit=12000))
+    clean = evaluate(build_learner(Settings()), rows)["models"]["ensemble"]["accuracy"]
+    for i in (2000, 7000):
+        rows[i][0]["nswprice"] = 1e6
+    hit = evaluate(build_learner(Settings()), rows)["models"]["ensemble"]["accuracy"]
+    assert hit > clean - 0.005, (clean, hit)
