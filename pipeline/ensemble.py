@@ -25,7 +25,8 @@ Weighting and drift responses (docs/drift.md has the why and the measurements):
 
 Members that do not pay for themselves sleep: a member whose faded accuracy stays more than
 `sleep_margin` below the leader's for `sleep_after` labelled events in a row stops predicting and
-learning (its cost is saved; its weight is 0). Every sleeping member wakes, as a fresh copy, when
+learning (its cost is saved; its weight is 0; its model is dropped for a fresh copy, so it holds no
+memory). Every sleeping member wakes, as a fresh copy, when
 the leader detects a drift (the concept changed: the race starts again) and every
 `wake_every` labelled events (a change no detector flags). The leader never sleeps.
 
@@ -657,6 +658,9 @@ class DriftEnsemble(base.Classifier):
                     member.awake = False
                     member.weight = 0.0
                     member.sleeps += 1
+                    # It wakes as a fresh copy: its model now would only hold memory (a grown
+                    # tree: megabytes) and fill every checkpoint.
+                    member.reset(None)
             elif member.behind:
                 member.behind = 0
 

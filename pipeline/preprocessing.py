@@ -23,6 +23,12 @@ from river import base
 # Normal data is never that far out (ten deviations: under 1 in 1e23 for a Gaussian).
 CLIP = 10.0
 WARMUP = 100
+# Strings: the first `MAX_VALUES` values of a feature get an indicator each (``f=v``); any
+# other value, and a value not learned yet, the feature's shared one, ``(f, OTHER)`` (a tuple: no
+# string value can take its name). An identifier in the events (a user, a session, a UUID)
+# would otherwise add a weight per event to every linear model, for good.
+MAX_VALUES = 1000
+OTHER = "*"
 # A number beyond this is not learned at all: the square of its distance to the mean could
 # overflow a float (infinite, then NaN statistics). Scaled, it is CLIP deviations out.
 LARGEST = 1e150
@@ -39,8 +45,9 @@ class TypedScaler(base.Transformer):
     River's would make the statistics infinite, then NaN, and every later scaled event with
     them. A string ``v`` under ``f``
     becomes the indicator ``f=v`` with value 1, and the other values of ``f`` are left out: 0
-    to a linear model (River's `OneHotEncoder` with ``drop_zeros=True``), and no state grows
-    with the number of values. A missing feature stays missing. A
+    to a linear model (River's `OneHotEncoder` with ``drop_zeros=True``). Only the first
+    `MAX_VALUES` values of a feature have an indicator; the others, and a value before it is
+    learned, share the feature's ``(f, OTHER)``. A missing feature stays missing. A
     feature that is a number in one event and a string in another is two features, so no event
     changes how another is read.
 
@@ -58,18 +65,26 @@ class TypedScaler(base.Transformer):
         # is kept as it changes: scaling then needs no test (a zero variance gives an infinite
         # deviation, so a 0 scaled value, as River's 0.0).
         self.stats: dict[str, list] = {}
+        self.values: dict[str, set] = {}  # per string feature, the values with an indicator
 
     def __setstate__(self, state: dict) -> None:
         if "stats" not in state:  # pickled by an older version: a dict per statistic
             counts, means = state["counts"], state["means"]
             state = {"stats": {i: [counts[i], means[i], v, v**0.5 if v else math.inf]
                                for i, v in state["vars"].items()}}
-        self.__dict__.update(state)
+        # Older versions kept no string values: each value met from now on gets its indicator
+        # again, up to the bound (the indicators learned so far keep their names).
+        self.__dict__.update({"values": {}, **state})
 
     def learn_one(self, x: dict) -> None:
         stats = self.stats
         for i, xi in x.items():
             if xi.__class__ is str:
+                seen = self.values.get(i)
+                if seen is None:
+                    seen = self.values[i] = set()
+                if len(seen) < MAX_VALUES:
+                    seen.add(xi)
                 continue
             s = stats.get(i)
             if s is None:
@@ -100,9 +115,10 @@ class TypedScaler(base.Transformer):
         except (KeyError, TypeError, ValueError, OverflowError):  # a string, a feature not
             pass  # learned yet, no feature at all, an integer too large for a float
         out = {}
+        values = self.values
         for i, xi in x.items():
             if xi.__class__ is str:
-                out[f"{i}={xi}"] = 1
+                out[f"{i}={xi}" if xi in values.get(i, ()) else (i, OTHER)] = 1
                 continue
             known = stats.get(i)
             if known is None or not known[2]:
@@ -157,7 +173,7 @@ class SharedScaler(TypedScaler):
         return scaled
 
     def __getstate__(self) -> dict:
-        return {"stats": self.stats}  # not the event in hand
+        return {"stats": self.stats, "values": self.values}  # not the event in hand
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)

@@ -391,7 +391,9 @@ def test_a_member_far_behind_the_leader_sleeps_and_costs_nothing():
     assert not bad.awake and good.awake
     stats = learner.stats()
     assert stats["bad"].active is False and stats["bad"].weight == 0.0
-    assert bad.model.model.learned < 200  # asleep after ~100 events behind: no more work
+    # asleep after ~100 events behind, its model replaced by a fresh copy that does no work:
+    # the grown one would only hold memory until the member wakes (as a fresh copy)
+    assert bad.model.model.learned == 0 and bad.sleeps == 1
     assert good.model.model.learned == 1000
     assert stats["ensemble"].accuracy > 0.95
 
@@ -826,3 +828,41 @@ def test_two_outliers_cost_the_default_set_almost_nothing_on_elec2():
         rows[i][0]["nswprice"] = 1e6
     hit = evaluate(build_learner(Settings()), rows)["models"]["ensemble"]["accuracy"]
     assert hit > clean - 0.005, (clean, hit)
+
+
+def test_an_identifier_among_the_features_does_not_grow_the_linear_models_for_good():
+    """A feature with a new string each event (a session id): the linear and kNN members hold
+    at most MAX_VALUES indicators for it, then one shared by every other value."""
+    import pickle
+
+    from pipeline.preprocessing import MAX_VALUES, OTHER
+
+    rng = random.Random(4)
+    learner = build_learner(Settings())
+    for i in range(3 * MAX_VALUES):
+        a = rng.random()
+        learner.step({"sid": f"s{i}", "colour": "rgb"[i % 3], "a": a}, "yn"[a > 0.5])
+    scaler = learner.shared_scaler
+    assert len(scaler.values["sid"]) == MAX_VALUES and scaler.values["colour"] == set("rgb")
+    assert scaler.transform_one({"sid": "s5", "colour": "g", "a": 0.5}).keys() == {
+        "sid=s5", "colour=g", "a"}
+    assert ("sid", OTHER) in scaler.transform_one({"sid": "new", "a": 0.5})
+    lr = learner.members[1].model.classifier.binary
+    assert MAX_VALUES < len(lr.weights) <= MAX_VALUES + 5  # sid's, its OTHER, colour's, a
+    restored = pickle.loads(pickle.dumps(scaler))
+    assert restored.values == scaler.values and type(restored) is type(scaler)
+
+
+def test_a_typed_scaler_of_the_version_without_string_values_learns_them_from_now_on():
+    import pickle
+
+    from pipeline.preprocessing import OTHER, TypedScaler
+
+    scaler = TypedScaler()
+    scaler.learn_one({"c": "red", "t": 1.0})
+    old = TypedScaler.__new__(TypedScaler)
+    old.__dict__.update(stats=scaler.stats)  # the previous version: no `values`
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.transform_one({"c": "red"}) == {("c", OTHER): 1}  # not learned here yet
+    restored.learn_one({"c": "red"})
+    assert restored.transform_one({"c": "red"}) == {"c=red": 1}
