@@ -24,6 +24,13 @@ from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
+from river.tree.nodes.branch import (
+    DTBranch,
+    NominalBinaryBranch,
+    NominalMultiwayBranch,
+    NumericBinaryBranch,
+    NumericMultiwayBranch,
+)
 from river.tree.nodes.htc_nodes import LeafNaiveBayes, LeafNaiveBayesAdaptive
 from river.tree.split_criterion import InfoGainSplitCriterion
 from river.tree.splitter import GaussianSplitter
@@ -367,9 +374,76 @@ class FastLeafNaiveBayesAdaptive(TabledNaiveBayes, LeafNaiveBayesAdaptive):
         return super(LeafNaiveBayesAdaptive, self).prediction(x)
 
 
+class CachedWeight:
+    """Mixed into a River branch: its `total_weight`, which River sums over the whole subtree on
+    every call, kept until an event is learned below it (`FastLeaves.learn_one` forgets it).
+
+    River asks for it whenever an event lacks the feature a branch tests (and, for a multiway
+    branch, has a value no branch holds): the event follows the child of the largest weight.
+    With missing values that is a walk over the whole subtree at every branch on the way, each
+    time; on a stream with 40 % of its cells empty, most of a Hoeffding tree's cost. The kept sum
+    is the one River computes from the same leaves: the same path to the last bit.
+    """
+
+    _weight: float | None = None
+
+    @property
+    def total_weight(self) -> float:
+        weight = self._weight
+        if weight is None:
+            weight = self._weight = sum(
+                child.total_weight for child in filter(None, self.children))  # type: ignore[attr-defined]
+        return weight
+
+
+class CachedNumericBinaryBranch(CachedWeight, NumericBinaryBranch):
+    pass
+
+
+class CachedNominalBinaryBranch(CachedWeight, NominalBinaryBranch):
+    pass
+
+
+class CachedNumericMultiwayBranch(CachedWeight, NumericMultiwayBranch):
+    pass
+
+
+class CachedNominalMultiwayBranch(CachedWeight, NominalMultiwayBranch):
+    pass
+
+
+_CACHED: dict[type, type] = {
+    NumericBinaryBranch: CachedNumericBinaryBranch,
+    NominalBinaryBranch: CachedNominalBinaryBranch,
+    NumericMultiwayBranch: CachedNumericMultiwayBranch,
+    NominalMultiwayBranch: CachedNominalMultiwayBranch,
+}
+
+
 class FastLeaves:
-    """Mixed into River's `HoeffdingTreeClassifier`: its naive Bayes leaves are the above, and
-    its numeric features' splitters `FastGaussianSplitter`."""
+    """Mixed into River's `HoeffdingTreeClassifier`: its naive Bayes leaves are the above, its
+    numeric features' splitters `FastGaussianSplitter`, and its branches keep their weights
+    (`CachedWeight`)."""
+
+    def _branch_selector(self, numerical_feature: bool = True, multiway_split: bool = False
+                         ) -> type:
+        chosen = super()._branch_selector(numerical_feature, multiway_split)  # type: ignore[misc]
+        return _CACHED.get(chosen, chosen)
+
+    def learn_one(self, x: dict, y: Any, *, w: float = 1.0) -> None:
+        # The branches the event passes (as River's learn_one walks), found before it is learned:
+        # their kept weights are stale once it is.
+        path: list[Any] = []
+        node = self._root  # type: ignore[attr-defined]
+        while isinstance(node, DTBranch):
+            path.append(node)
+            try:
+                node = node.next(x)
+            except KeyError:  # the feature is missing (or a value no branch holds)
+                node = node.most_common_path()[1]
+        super().learn_one(x, y, w=w)  # type: ignore[misc]
+        for branch in path:
+            branch._weight = None
 
     def _new_leaf(self, initial_stats: dict | None = None, parent: Any = None) -> Any:
         leaf = super()._new_leaf(initial_stats, parent)  # type: ignore[misc]

@@ -866,3 +866,29 @@ def test_a_typed_scaler_of_the_version_without_string_values_learns_them_from_no
     assert restored.transform_one({"c": "red"}) == {("c", OTHER): 1}  # not learned here yet
     restored.learn_one({"c": "red"})
     assert restored.transform_one({"c": "red"}) == {"c=red": 1}
+
+
+def test_a_tree_with_kept_branch_weights_follows_rivers_paths_with_missing_features():
+    """40 % of the values missing and a string feature (multiway branches, unseen values): the
+    tree keeps its branches' weights, and predicts as River's recomputing them, at every
+    event."""
+    from pipeline.leaves import CachedWeight
+    from pipeline.presets import HoeffdingTree
+
+    ours = HoeffdingTree(grace_period=50, delta=0.01)
+    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01)
+    rng = random.Random(8)
+    for i in range(6000):
+        x = {f"f{j}": rng.random() for j in range(6)}
+        x["shop"] = f"s{rng.randrange(40 + i // 100)}"  # new values keep coming
+        y = int(x["f0"] + x["f1"] > 1.0) + (x["shop"] in ("s1", "s2", "s3"))
+        x = {k: v for k, v in x.items() if rng.random() > 0.4}
+        tagged = {(f"{k}=" if isinstance(v, str) else k): v for k, v in x.items()}
+        p, q = ours.predict_proba_one(x), river.predict_proba_one(tagged)
+        assert p.keys() == q.keys() and all(abs(p[c] - q[c]) <= 1e-12 for c in p), (i, p, q)
+        ours.learn_one(x, y)
+        river.learn_one(tagged, y)
+    branches = [n for n in ours._root.iter_dfs() if isinstance(n, CachedWeight)]
+    assert ours.height > 3 and branches  # kept weights were used, and kept up
+    assert all(b.total_weight == sum(c.total_weight for c in filter(None, b.children))
+               for b in branches)
