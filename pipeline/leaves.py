@@ -376,7 +376,8 @@ class FastLeafNaiveBayesAdaptive(TabledNaiveBayes, LeafNaiveBayesAdaptive):
 
 class CachedWeight:
     """Mixed into a River branch: its `total_weight`, which River sums over the whole subtree on
-    every call, kept until an event is learned below it (`FastLeaves.learn_one` forgets it).
+    every call, and its `most_common_path`, kept until an event is learned below it
+    (`FastLeaves.learn_one` forgets them).
 
     River asks for it whenever an event lacks the feature a branch tests (and, for a multiway
     branch, has a value no branch holds): the event follows the child of the largest weight.
@@ -386,6 +387,7 @@ class CachedWeight:
     """
 
     _weight: float | None = None
+    _common: tuple[int, Any] | None = None  # most_common_path(), kept the same way
 
     @property
     def total_weight(self) -> float:
@@ -394,6 +396,16 @@ class CachedWeight:
             weight = self._weight = sum(
                 child.total_weight for child in filter(None, self.children))  # type: ignore[attr-defined]
         return weight
+
+    def most_common_path(self) -> tuple[int, Any]:
+        common = self._common
+        if common is None:
+            common = self._common = super().most_common_path()  # type: ignore[misc]
+        return common
+
+    def forget(self) -> None:
+        """An event was learned below: the kept weight and path are stale."""
+        self._weight = self._common = None
 
 
 class CachedNumericBinaryBranch(CachedWeight, NumericBinaryBranch):
@@ -439,11 +451,14 @@ class FastLeaves:
             path.append(node)
             try:
                 node = node.next(x)
-            except KeyError:  # the feature is missing (or a value no branch holds)
-                node = node.most_common_path()[1]
+            except KeyError:
+                if node.max_branches() == -1 and node.feature in x:
+                    break  # a value no branch holds: River adds a branch for it here
+                node = node.most_common_path()[1]  # the feature is missing
         super().learn_one(x, y, w=w)  # type: ignore[misc]
         for branch in path:
-            branch._weight = None
+            if isinstance(branch, CachedWeight):
+                branch.forget()
 
     def _new_leaf(self, initial_stats: dict | None = None, parent: Any = None) -> Any:
         leaf = super()._new_leaf(initial_stats, parent)  # type: ignore[misc]
