@@ -43,13 +43,14 @@ class TypedScaler(base.Transformer):
     `WARMUP` values, one more than `CLIP` deviations from the mean counts as that far (see
     `CLIP`). A value beyond ±`LARGEST` (such as 1e308) is not learned, and scales to ±`CLIP`:
     River's would make the statistics infinite, then NaN, and every later scaled event with
-    them. A string ``v`` under ``f``
-    becomes the indicator ``f=v`` with value 1, and the other values of ``f`` are left out: 0
-    to a linear model (River's `OneHotEncoder` with ``drop_zeros=True``). Only the first
-    `MAX_VALUES` values of a feature have an indicator; the others, and a value before it is
-    learned, share the feature's ``(f, OTHER)``. A missing feature stays missing. A
-    feature that is a number in one event and a string in another is two features, so no event
-    changes how another is read.
+    them.
+
+    A string ``v`` under ``f`` becomes the indicator ``f=v`` with value 1, and the other values
+    of ``f`` are left out: 0 to a linear model (River's `OneHotEncoder` with
+    ``drop_zeros=True``). Only the first `MAX_VALUES` values of a feature have an indicator; the
+    others, and a value before it is learned, share the feature's ``(f, OTHER)``. A missing
+    feature stays missing. A feature that is a number in one event and a string in another is
+    two features, so no event changes how another is read.
 
     Examples
     --------
