@@ -25,10 +25,10 @@ Weighting and drift responses (docs/drift.md has the why and the measurements):
 
 Members that do not pay for themselves sleep: a member whose faded accuracy stays more than
 `sleep_margin` below the leader's for `sleep_after` labelled events in a row stops predicting and
-learning (its cost is saved; its weight is 0; its model is dropped for a fresh copy, so it holds no
-memory). Every sleeping member wakes, as a fresh copy, when
-the leader detects a drift (the concept changed: the race starts again) and every
-`wake_every` labelled events (a change no detector flags). The leader never sleeps.
+learning (its cost is saved; its weight is 0; its model is replaced by a fresh copy at once, so
+it holds no memory). Every sleeping member wakes, as a fresh copy, when the leader detects a
+drift (the concept changed: the race starts again) and every `wake_every` labelled events (a
+change no detector flags). The leader never sleeps.
 
 Members that scale their events (`Scaled`: the linear and kNN presets) share one scaler, which
 learns and scales each labelled event once for all of them instead of once each (the same
