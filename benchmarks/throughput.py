@@ -2,7 +2,8 @@
 
 Both read the same topic of N events (Elec2, repeated) from a real broker with the same one
 model: driftline's `logistic_regression` preset, which on a binary stream is River's
-`StandardScaler() | LogisticRegression()` (the same arithmetic), what the loop uses:
+`StandardScaler() | LogisticRegression()` (the same arithmetic, but for values more than ten
+deviations out, which the preset takes as ten deviations), what the loop uses:
 
 - hand-written: kafka-python poll, json.loads, River predict_one and learn_one, nothing else;
   and, unless `--no-predictions`, the same loop sending each prediction to a topic as well

@@ -5,7 +5,8 @@ preprocessing.StandardScaler()) + (compose.SelectType((str,)) | preprocessing.On
 costs about 50 µs per event and member on Elec2's 8 features (measured: it took the logistic
 regression preset from 17,500 to 10,000 events/s), more than the linear model it feeds.
 `TypedScaler` does the same in one pass at a tenth of the cost. On numbers alone it is River's
-`StandardScaler` to the last bit (same update and transform arithmetic), which the tests check.
+`StandardScaler` to the last bit (same update and transform arithmetic), which the tests check,
+except for outliers and values near the float limit (see `CLIP` and `LARGEST`).
 """
 
 from __future__ import annotations
