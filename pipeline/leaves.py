@@ -156,10 +156,10 @@ def _entropy(dist: dict) -> float:
 
 
 class GaussianTable:
-    """A leaf's Gaussian observers as arrays: row c, column f holds class c's mean and variance
-    of feature f (NaN where River's log-density term is left out: no observer for the class, too
-    few samples, or no variance). Only Gaussian splitters; the leaf's other features, if any,
-    are added by the loop of `naive_bayes`."""
+    """A leaf's Gaussian observers as arrays: row c, column f holds class c's mean of feature f
+    and its variance (as -2 x variance and half its log; NaN where River's log-density term is
+    left out: no observer for the class, too few samples, or no variance). Only Gaussian
+    splitters; the leaf's other features, if any, are added by the loop of `naive_bayes`."""
 
     def __init__(self, stats: dict, splitters: dict) -> None:
         self.classes: tuple[Hashable, ...] = tuple(stats)
