@@ -892,3 +892,34 @@ def test_a_tree_with_kept_branch_weights_follows_rivers_paths_with_missing_featu
     assert ours.height > 3 and branches  # kept weights were used, and kept up
     assert all(b.total_weight == sum(c.total_weight for c in filter(None, b.children))
                for b in branches)
+
+
+def test_a_multiway_branch_keeps_rivers_most_travelled_child_as_the_traffic_shifts():
+    """A tree split on a string feature, events without it following the most travelled child,
+    and the traffic moving to another child until it overtakes: the kept answer is River's at
+    every event."""
+    from pipeline.leaves import CachedWeight
+    from pipeline.presets import HoeffdingTree
+
+    ours = HoeffdingTree(grace_period=50, delta=0.01)
+    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01)
+    rng = random.Random(12)
+    moved = 0
+    for i in range(8000):
+        hot = 0 if i < 1000 else 3  # the busiest value changes, and its child overtakes
+        c = hot if rng.random() < 0.9 else rng.randrange(5)
+        x = {"c": f"v{c}", "a": rng.random()}
+        y = c % 3 if rng.random() < 0.9 else rng.randrange(3)
+        if rng.random() < 0.1:
+            del x["c"]
+        tagged = {(f"{k}=" if isinstance(v, str) else k): v for k, v in x.items()}
+        p, q = ours.predict_proba_one(x), river.predict_proba_one(tagged)
+        assert p.keys() == q.keys() and all(abs(p[c_] - q[c_]) <= 1e-12 for c_ in p), (i, p, q)
+        root = ours._root
+        if isinstance(root, CachedWeight) and root.max_branches() == -1 and "c" not in x:
+            mine = root.most_common_path()[0]
+            assert mine == river._root.most_common_path()[0], i
+            moved += mine != 0
+        ours.learn_one(x, y)
+        river.learn_one(tagged, y)
+    assert moved > 100  # the most travelled child changed, and was followed
