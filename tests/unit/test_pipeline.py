@@ -923,3 +923,16 @@ def test_a_multiway_branch_keeps_rivers_most_travelled_child_as_the_traffic_shif
         ours.learn_one(x, y)
         river.learn_one(tagged, y)
     assert moved > 100  # the most travelled child changed, and was followed
+
+
+def test_a_leafs_majority_prediction_is_rivers_to_the_last_bit():
+    from river.tree.nodes.htc_nodes import LeafMajorityClass
+
+    from pipeline.leaves import FastLeafNaiveBayesAdaptive
+
+    rng = random.Random(6)
+    for _ in range(200):
+        stats = {c: rng.choice([0.0, 1.0, rng.random() * 100]) for c in "abcd"[:rng.randrange(5)]}
+        ours = FastLeafNaiveBayesAdaptive(dict(stats), {}, None)
+        river = LeafMajorityClass(dict(stats), 0, None)
+        assert ours._majority() == river.prediction({})
