@@ -936,3 +936,35 @@ def test_a_leafs_majority_prediction_is_rivers_to_the_last_bit():
         ours = FastLeafNaiveBayesAdaptive(dict(stats), {}, None)
         river = LeafMajorityClass(dict(stats), 0, None)
         assert ours._majority() == river.prediction({})
+
+
+def test_knn_finds_the_same_neighbours_when_most_features_are_absent():
+    """Events of a few features each out of many (one-hot strings): the distances come from the
+    columns the event has; the neighbours are a brute-force search's."""
+    import numpy as np
+
+    from pipeline.neighbors import WindowKNN
+
+    rng = random.Random(10)
+    model = WindowKNN(k=3, window=200)
+    seen: list[tuple[dict, str]] = []
+    checked = 0
+    for i in range(600):
+        x = {f"f{j}": rng.random() for j in rng.sample(range(60), 3)}
+        y = "abc"[i % 3]
+        if len(seen) >= 3:
+            proba = model.predict_proba_one(x)
+            window = seen[-200:]
+            names = sorted({n for z, _ in window for n in z} | set(x))
+            here = np.array([x.get(n, 0.0) for n in names])
+            d = [float(((np.array([z.get(n, 0.0) for n in names]) - here) ** 2).sum())
+                 for z, _ in window]
+            nearest = sorted(range(len(window)), key=d.__getitem__)[:3]
+            expected: dict = {}
+            for j in nearest:
+                expected[window[j][1]] = expected.get(window[j][1], 0.0) + 1 / 3
+            assert proba.keys() == expected.keys(), i
+            checked += 1
+        model.learn_one(x, y)
+        seen.append((x, y))
+    assert checked > 500 and len(model._index) == 60
