@@ -83,10 +83,11 @@ class WindowKNN(base.Classifier):
         if not m:
             return {}
         v = self._vector(x)
-        # One-hot strings, most features absent: only the event's columns add to the products.
-        nonzero = np.flatnonzero(v)
-        sparse = 4 * len(nonzero) < len(v)
-        d = self._X[:m, nonzero] @ v[nonzero] if sparse else self._X[:m] @ v
+        if 4 * len(x) < len(v):  # one-hot strings, most features absent: only the event's
+            nonzero = np.flatnonzero(v)  # columns add to the products
+            d = self._X[:m, nonzero] @ v[nonzero]
+        else:
+            d = self._X[:m] @ v
         d *= -2.0
         d += self._sq[:m]  # the squared distance less |v|^2, the same for all: in place
         k = min(self.k, m)

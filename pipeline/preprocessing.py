@@ -175,7 +175,9 @@ class SharedScaler(TypedScaler):
         return scaled
 
     def __getstate__(self) -> dict:
-        return {"stats": self.stats, "values": self.values}  # not the event in hand
+        state = self.__dict__.copy()
+        del state["_event"], state["_scaled"], state["_learning"]  # the event in hand
+        return state
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)

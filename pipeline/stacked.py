@@ -226,33 +226,20 @@ class StackedOneVsRest(base.Classifier):
         if y not in self.rows:
             self.add_class(y)
         v = self._vector(x, learning=True)
+        # Each class's step in Python floats, then one numpy update of the rows
         z = self._raw(v).tolist()
         target = self.rows[y]
+        if self.pa:
+            self._learn_pa(v, z, target)
+        else:
+            self._learn_log(v, z, target, w)
+
+    def _learn_log(self, v: np.ndarray, z: list[float], target: int, w: float) -> None:
         model = self.classifier
-        exp = math.exp
-        if self.pa:  # the hinge loss, River's tau for the mode, and the step of each class
-            squared = float(v @ v)  # River's squared norm of x (its missing features are 0 here)
-            mode, C = model.mode, model.C
-            if mode != 2 and squared <= 0:
-                return  # tau is 0: nothing changes
-            step = []
-            for row, zr in enumerate(z):
-                t = 1.0 if row == target else -1.0
-                loss = max(1.0 - t * zr, 0.0)
-                if mode == 2:
-                    tau = loss / (squared + 0.5 / C)
-                else:
-                    tau = loss / squared if mode == 0 else min(C, loss / squared)
-                step.append(tau * t)
-            steps = np.array(step)
-            k = len(step)
-            self.weights[:k, :len(v)] += steps[:, None] * v
-            if model.learn_intercept:
-                self.intercepts[:k] += steps
-            return
         # The log loss's gradient. River's switches to its limits beyond |z| = 18, where the
         # two differ by less than 1e-7 of the gradient: no probability moves by 1e-9 (tested).
         clip = model.clip_gradient
+        exp = math.exp
         gradient = []
         for row, zr in enumerate(z):
             t = 1.0 if row == target else -1.0
@@ -262,3 +249,24 @@ class StackedOneVsRest(base.Classifier):
         k = len(gradient)
         self.intercepts[:k] -= model.intercept_lr.learning_rate * g_
         self.weights[:k, :len(v)] -= model.optimizer.lr.learning_rate * (g_[:, None] * v)
+
+    def _learn_pa(self, v: np.ndarray, z: list[float], target: int) -> None:
+        model = self.classifier
+        squared = float(v @ v)  # River's squared norm of x (its missing features are 0 here)
+        mode, C = model.mode, model.C
+        if mode != 2 and squared <= 0:
+            return  # tau is 0: nothing changes
+        step = []
+        for row, zr in enumerate(z):  # the hinge loss, River's tau for the mode, the step
+            t = 1.0 if row == target else -1.0
+            loss = max(1.0 - t * zr, 0.0)
+            if mode == 2:
+                tau = loss / (squared + 0.5 / C)
+            else:
+                tau = loss / squared if mode == 0 else min(C, loss / squared)
+            step.append(tau * t)
+        steps = np.array(step)
+        k = len(step)
+        self.weights[:k, :len(v)] += steps[:, None] * v
+        if model.learn_intercept:
+            self.intercepts[:k] += steps

@@ -933,7 +933,7 @@ def test_a_leafs_majority_prediction_is_rivers_to_the_last_bit():
     rng = random.Random(6)
     for _ in range(200):
         stats = {c: rng.choice([0.0, 1.0, rng.random() * 100]) for c in "abcd"[:rng.randrange(5)]}
-        ours = FastLeafNaiveBayesAdaptive(dict(stats), {}, None)
+        ours = FastLeafNaiveBayesAdaptive(dict(stats), 0, None)
         river = LeafMajorityClass(dict(stats), 0, None)
         assert ours._majority() == river.prediction({})
 
