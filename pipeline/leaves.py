@@ -31,7 +31,7 @@ from river.tree.nodes.branch import (
     NumericBinaryBranch,
     NumericMultiwayBranch,
 )
-from river.tree.nodes.htc_nodes import LeafNaiveBayes, LeafNaiveBayesAdaptive
+from river.tree.nodes.htc_nodes import LeafMajorityClass, LeafNaiveBayes, LeafNaiveBayesAdaptive
 from river.tree.split_criterion import InfoGainSplitCriterion
 from river.tree.splitter import GaussianSplitter
 from river.tree.utils import BranchFactory
@@ -241,47 +241,9 @@ def _normalised(votes: dict) -> dict:
     return {c: math.exp(v - lse) for c, v in votes.items()}
 
 
-class TabledNaiveBayes:
-    """Mixed into a naive Bayes leaf: its predictions through a `GaussianTable` when the leaf
-    has many classes and features, through `naive_bayes` otherwise."""
-
-    _nb_table: GaussianTable | None = None
-
-    def _table_prediction(self, x: dict, total_weight: float | None = None) -> dict:
-        """`total_weight`: the leaf's, if the caller has it (the sum of its class weights)."""
-        stats: dict = self.stats  # type: ignore[attr-defined]
-        splitters: dict = self.splitters  # type: ignore[attr-defined]
-        if len(stats) * len(splitters) < TABLE_FROM:
-            return naive_bayes(x, stats, splitters)
-        if total_weight is None:
-            total_weight = sum(stats.values())
-        if total_weight == 0:
-            return {}
-        table = self._nb_table
-        if table is None or not table.fits(stats, splitters):
-            table = self._nb_table = GaussianTable(stats, splitters)
-        return _normalised(table.log_likelihoods(x, stats, total_weight))
-
-    def _majority(self) -> dict:
-        """River's majority-class prediction, `normalize_values_in_dict(stats, inplace=False)`,
-        without its deep copy of the class weights (which cost more than the rest): the same
-        operations, so the same numbers."""
-        stats: dict = self.stats  # type: ignore[attr-defined]
-        factor = sum(stats.values())
-        if factor == 0 or math.isnan(factor):
-            return dict(stats)
-        multiplier = 1 / factor
-        return {c: v * multiplier for c, v in stats.items()}
-
-    def _learned(self, y: Hashable) -> None:
-        """After the leaf learned an event of class `y`: its row of the table is stale."""
-        table = self._nb_table
-        if table is not None:
-            stats, splitters = self.stats, self.splitters  # type: ignore[attr-defined]
-            if y in table.classes and table.fits(stats, splitters):
-                table.refresh(table.classes.index(y), y)
-            else:
-                self._nb_table = None
+class FastObservers:
+    """Mixed into a River Hoeffding tree leaf: its Gaussian observers learn through
+    `update_splitters` below."""
 
     def update_splitters(self, x: dict, y: Any, w: float, nominal_attributes: Any) -> None:
         """River's `Leaf.update_splitters`, with a Gaussian splitter's update (four method calls
@@ -327,11 +289,58 @@ class TabledNaiveBayes:
             if value > highs[y]:
                 highs[y] = value
 
+
+class TabledNaiveBayes(FastObservers):
+    """Mixed into a naive Bayes leaf: its predictions through a `GaussianTable` when the leaf
+    has many classes and features, through `naive_bayes` otherwise."""
+
+    _nb_table: GaussianTable | None = None
+
+    def _table_prediction(self, x: dict, total_weight: float | None = None) -> dict:
+        """`total_weight`: the leaf's, if the caller has it (the sum of its class weights)."""
+        stats: dict = self.stats  # type: ignore[attr-defined]
+        splitters: dict = self.splitters  # type: ignore[attr-defined]
+        if len(stats) * len(splitters) < TABLE_FROM:
+            return naive_bayes(x, stats, splitters)
+        if total_weight is None:
+            total_weight = sum(stats.values())
+        if total_weight == 0:
+            return {}
+        table = self._nb_table
+        if table is None or not table.fits(stats, splitters):
+            table = self._nb_table = GaussianTable(stats, splitters)
+        return _normalised(table.log_likelihoods(x, stats, total_weight))
+
+    def _majority(self) -> dict:
+        """River's majority-class prediction, `normalize_values_in_dict(stats, inplace=False)`,
+        without its deep copy of the class weights (which cost more than the rest): the same
+        operations, so the same numbers."""
+        stats: dict = self.stats  # type: ignore[attr-defined]
+        factor = sum(stats.values())
+        if factor == 0 or math.isnan(factor):
+            return dict(stats)
+        multiplier = 1 / factor
+        return {c: v * multiplier for c, v in stats.items()}
+
+    def _learned(self, y: Hashable) -> None:
+        """After the leaf learned an event of class `y`: its row of the table is stale."""
+        table = self._nb_table
+        if table is not None:
+            stats, splitters = self.stats, self.splitters  # type: ignore[attr-defined]
+            if y in table.classes and table.fits(stats, splitters):
+                table.refresh(table.classes.index(y), y)
+            else:
+                self._nb_table = None
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_nb_table", None)  # made again from the observers
         state.pop("_nb_last", None)  # an event's dict, not state
         return state
+
+
+class FastLeafMajorityClass(FastObservers, LeafMajorityClass):
+    """River's `LeafMajorityClass`, its observers learning through `FastObservers`."""
 
 
 class FastLeafNaiveBayes(TabledNaiveBayes, LeafNaiveBayes):
@@ -444,7 +453,7 @@ _CACHED: dict[type, type] = {
 
 
 class FastLeaves:
-    """Mixed into River's `HoeffdingTreeClassifier`: its naive Bayes leaves are the above, its
+    """Mixed into River's `HoeffdingTreeClassifier`: its leaves are the above, its
     numeric features' splitters `FastGaussianSplitter`, and its branches keep their weights
     (`CachedWeight`)."""
 
@@ -480,4 +489,6 @@ class FastLeaves:
             leaf.__class__ = FastLeafNaiveBayesAdaptive
         elif kind is LeafNaiveBayes:
             leaf.__class__ = FastLeafNaiveBayes
+        elif kind is LeafMajorityClass:
+            leaf.__class__ = FastLeafMajorityClass
         return leaf

@@ -894,6 +894,39 @@ def test_a_tree_with_kept_branch_weights_follows_rivers_paths_with_missing_featu
                for b in branches)
 
 
+def test_the_fast_tree_preset_grows_rivers_majority_class_tree_to_the_last_bit():
+    """`hoeffding_tree_fast` learns through driftline's observers, splitters and branches: the
+    very tree River's `HoeffdingTreeClassifier(leaf_prediction="mc")` grows, on a stream with
+    missing values, a string feature and sample weights."""
+    from pipeline.leaves import CachedWeight, FastLeafMajorityClass
+    from pipeline.presets import FastHoeffdingTree
+
+    ours = FastHoeffdingTree()
+    river = tree.HoeffdingTreeClassifier(grace_period=100, delta=1e-3, leaf_prediction="mc")
+    rng = random.Random(14)
+    from river.datasets import synth
+
+    for i, (x, y) in enumerate(synth.Agrawal(classification_function=4, seed=5).take(6000)):
+        x = dict(x, shop=f"s{i % 7}")
+        if rng.random() < 0.2:
+            del x[rng.choice(list(x))]
+        w = rng.choice([1.0, 1.0, 2.0, 0.5])
+        p, q = ours.predict_proba_one(x), river.predict_proba_one(x)
+        assert p.keys() <= q.keys() and all(abs(p[c] - q[c]) <= 1e-12 for c in p), i
+        ours.learn_one(x, y, w=w)
+        river.learn_one(x, y, w=w)
+
+    def leaves(model):
+        return [(leaf.depth, leaf.stats, {a: (s._min_per_class, s._max_per_class, {
+            c: (g._var.mean.n, g._var.mean._mean, g._var._S)
+            for c, g in s._att_dist_per_class.items()}) for a, s in leaf.splitters.items()
+            if hasattr(s, "_min_per_class")}) for leaf in model._find_leaves()]
+
+    assert ours.height > 2 and leaves(ours) == leaves(river)
+    assert all(type(leaf) is FastLeafMajorityClass for leaf in ours._find_leaves())
+    assert any(isinstance(n, CachedWeight) for n in ours._root.iter_dfs())
+
+
 def test_a_multiway_branch_keeps_rivers_most_travelled_child_as_the_traffic_shifts():
     """A tree split on a string feature, events without it following the most travelled child,
     and the traffic moving to another child until it overtakes: the kept answer is River's at
