@@ -360,7 +360,12 @@ class Service:
             records = self._merge(records, labels_topic, remaining)
 
         learned = unlabelled = dead = sent = 0
-        for record in records:
+        # The whole batch decoded first, then learned: each loop stays hot in the processor's
+        # caches, where one event's decoding between two steps evicts the other's code (Elec2,
+        # one model, in memory: 33 µs an event interleaved, 27 decoded first). The decoder is
+        # stateless; a record skipped below was decoded for nothing, and will be again.
+        events = [decode(record.value) for record in records]
+        for record, event in zip(records, events, strict=True):
             partition = slot = record.partition
             if labels_topic is not None:
                 if record.topic == labels_topic:
@@ -387,7 +392,6 @@ class Service:
                 current = partition
                 step = self._learner(partition).step
                 touched.add(partition)
-            event = decode(record.value)
             if slot < 0 and not isinstance(event, Rejection) and (
                     event.x is not None or event.y is None or event.id is None):
                 event = Rejection(NOT_A_LABEL, f"{labels_topic} takes labels only: "
