@@ -48,6 +48,14 @@ __all__ = [
 ]
 
 
+# The client fetches a partition again only once it has handed on every record of the last
+# fetch, so each fetch costs a round trip during which nothing is processed. 4 MiB instead of
+# the client's 1 MiB: a quarter of the stalls on a backlog (Elec2, one model, through the
+# broker: 0.92 -> 0.96 of the hand-written loop's rate; 16 MiB did no better). A fetch's
+# records are held until handed on: at most this much per assigned partition.
+PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
+
 @contextmanager
 def _broker(what: str) -> Iterator[None]:
     """Raise the client's errors inside the block as `BrokerUnavailable`, saying what failed."""
@@ -191,6 +199,7 @@ class KafkaSource:
                 auto_offset_reset=auto_offset_reset,
                 enable_auto_commit=False,
                 max_poll_records=max_poll_records,
+                max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
                 session_timeout_ms=session_timeout_ms,
                 heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
                 **options,
