@@ -166,6 +166,7 @@ class GaussianTable:
         self.features = tuple(a for a, s in splitters.items() if type(s) in _GAUSSIAN)
         self.others = {a: s for a, s in splitters.items() if type(s) not in _GAUSSIAN}
         self.keys = tuple(splitters)
+        self._source = splitters  # the leaf's dict of observers
         self.means = np.zeros((len(self.classes), len(self.features)))
         # -2 x variance and half the log of the variance: the constants of River's log-density
         # terms, kept as the observers change instead of computed again on every prediction
@@ -176,8 +177,9 @@ class GaussianTable:
             self.refresh(row, c)
 
     def fits(self, stats: dict, splitters: dict | None) -> bool:
-        """Whether it still describes the leaf (the same classes and features)."""
-        return (splitters is not None and len(stats) == len(self.classes)
+        """Whether it still describes the leaf: the same classes, and the same observers (River
+        gives a leaf new, empty ones when it deactivates and activates it again)."""
+        return (splitters is self._source and len(stats) == len(self.classes)
                 and len(splitters) == len(self.keys) and tuple(splitters) == self.keys)
 
     def refresh(self, row: int, c: Hashable) -> None:

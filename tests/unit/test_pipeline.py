@@ -548,6 +548,34 @@ def test_the_naive_bayes_leaves_give_rivers_probabilities(leaves, stream, delay)
         assert ours.height > 1  # leaves made at a split are the inlined ones too
 
 
+@pytest.mark.parametrize("stream", ["led", "agrawal"])
+def test_a_leaf_activated_again_predicts_from_its_new_observers(stream):
+    """River gives a leaf new, empty observers when it deactivates and activates it again (its
+    class weights stay): the kept naive Bayes terms (a table for LEDDrift's 10 x 24, rows for
+    Agrawal's 2 x 9) are read again from them, and the predictions stay River's."""
+    from river.datasets import synth
+
+    from pipeline.presets import HoeffdingTree
+
+    rows = list((synth.LEDDrift(seed=2, noise_percentage=0.1, irrelevant_features=True) if
+                 stream == "led" else synth.Agrawal(seed=2)).take(2400))
+    ours = HoeffdingTree(grace_period=50, delta=0.01, leaf_prediction="nb")
+    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01, leaf_prediction="nb")
+    compared = 0
+    for i, (x, y) in enumerate(rows):
+        if i in (600, 1500):  # every leaf off and on again, as River's size limit may do
+            for model in (ours, river):
+                for leaf in model._find_leaves():
+                    leaf.deactivate()
+                    leaf.activate()
+        p, q = ours.predict_proba_one(x), river.predict_proba_one(x)
+        assert p.keys() == q.keys() and all(abs(p[c] - q[c]) <= 1e-12 for c in p), (i, p, q)
+        compared += i > 600
+        ours.learn_one(x, y)
+        river.learn_one(x, y)
+    assert compared > 1000
+
+
 @pytest.mark.parametrize("leaves", ["nba", "nb"])
 def test_the_leaves_observers_learn_rivers_numbers_to_the_last_bit(leaves):
     """The inlined splitter update: every leaf's Gaussian observers (count, mean, variance sum,
