@@ -60,7 +60,7 @@ class PassiveAggressive(linear_model.PAClassifier):
                     total += x[i] * wi
         return total
 
-    def predict_proba_one(self, x: dict) -> dict:
+    def predict_proba_one(self, x: dict, **kwargs: Any) -> dict:
         z = self._dot(x) + self.intercept
         p = 0 if z < -30 else 1 if z > 30 else 1 / (1 + math.exp(-z))  # River's sigmoid
         return {False: 1.0 - p, True: p}
