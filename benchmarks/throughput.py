@@ -18,7 +18,7 @@ Rounds alternate between the two so that a noisy neighbour hurts both alike; the
 each is reported, and their ratio (goal: >= 1.0). Not a test: it prints figures.
 
     python benchmarks/throughput.py [--events 100000] [--rounds 3] [--no-predictions]
-                                    [--bootstrap HOST:PORT]
+                                    [--loop-records 500] [--bootstrap HOST:PORT]
 """
 
 from __future__ import annotations
@@ -66,12 +66,14 @@ def fill_topic(bootstrap: str, topic: str, n: int) -> None:
     sink.close()
 
 
-def hand_written(bootstrap: str, topic: str, n: int, publish: bool = False) -> float:
+def hand_written(bootstrap: str, topic: str, n: int, publish: bool = False,
+                 records: int = 500) -> float:
     """The loop by hand; `publish`: it also sends each prediction to `<topic>.hand` (its JSON
-    and a kafka-python producer with driftline's linger), as a user's service would."""
+    and a kafka-python producer with driftline's linger), as a user's service would; `records`:
+    at most that many records a poll (kafka-python's default: 500)."""
     consumer = KafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=f"hand-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=records,
     )
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50) if publish else None
     out = f"{topic}.hand"
@@ -186,6 +188,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     parser.add_argument("--no-predictions", action="store_true",
                         help="driftline without its predictions topic (every other feature on)")
+    parser.add_argument("--loop-records", type=int, default=500,
+                        help="records a poll of the hand-written loops (default: 500, "
+                             "kafka-python's; issue 14 describes its loop with 2,000)")
     args = parser.parse_args()
 
     bootstrap = a_broker(args.bootstrap)
@@ -198,9 +203,10 @@ def main() -> None:
     hand, publishing, ours = [], [], []
     folder = Path(tempfile.mkdtemp(prefix="driftline-throughput-"))
     for r in range(args.rounds):
-        hand.append(hand_written(bootstrap, topic, args.events))
+        hand.append(hand_written(bootstrap, topic, args.events, records=args.loop_records))
         if predictions:
-            publishing.append(hand_written(bootstrap, topic, args.events, publish=True))
+            publishing.append(hand_written(bootstrap, topic, args.events, publish=True,
+                                           records=args.loop_records))
         ours.append(with_driftline(bootstrap, topic, args.events, folder,
                                    predictions_on=predictions))
         print(f"round {r + 1}: hand-written {hand[-1]:,.0f} events/s, "
@@ -221,7 +227,8 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     print("command: python benchmarks/throughput.py "
           f"--events {args.events} --rounds {args.rounds}"
-          + (" --no-predictions" if args.no_predictions else ""))
+          + (" --no-predictions" if args.no_predictions else "")
+          + (f" --loop-records {args.loop_records}" if args.loop_records != 500 else ""))
 
 
 if __name__ == "__main__":
