@@ -92,6 +92,10 @@ def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterato
             raise DataError(f"{path}: the file is empty") from None
         except (UnicodeDecodeError, OSError, csv.Error) as exc:
             raise DataError(f"{path}: cannot read: {exc}") from None
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:  # the later column would silently take the earlier one's place in each event
+            raise DataError(f"{path}: the header names {', '.join(map(repr, twice))} more than "
+                            "once; each column needs a name of its own")
         if target not in header:
             raise DataError(
                 f"--target: column {target!r} is not in {path} (columns: {', '.join(header)})"

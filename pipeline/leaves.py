@@ -34,6 +34,7 @@ from river.tree.nodes.branch import (
 from river.tree.nodes.htc_nodes import LeafMajorityClass, LeafNaiveBayes, LeafNaiveBayesAdaptive
 from river.tree.split_criterion import InfoGainSplitCriterion
 from river.tree.splitter import GaussianSplitter
+from river.tree.splitter.nominal_splitter_classif import NominalSplitterClassif
 from river.tree.utils import BranchFactory
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.gaussian
@@ -243,9 +244,36 @@ def _normalised(votes: dict) -> dict:
     return {c: math.exp(v - lse) for c, v in votes.items()}
 
 
+def ordered_classes(classes: Any) -> list:
+    """The classes sorted, as River's trees list them; labels of several types (1 and "x"), which
+    Python cannot sort, by type name, then their text."""
+    try:
+        return sorted(classes)
+    except TypeError:
+        return sorted(classes, key=lambda c: (type(c).__name__, repr(c)))
+
+
+class AnyLabelsNominalSplitter(NominalSplitterClassif):
+    """River's nominal splitter, its multiway split's class distributions ordered by
+    `ordered_classes` (River sorts them, which raises on labels of several types)."""
+
+    def _class_dist_from_multiway_split(self) -> list[dict]:
+        resulting_dist: dict = {}
+        for class_val, att_dist in self._att_dist_per_class.items():
+            for att_val, weight in att_dist.items():
+                dist = resulting_dist.setdefault(att_val, {})
+                dist[class_val] = dist.get(class_val, 0.0) + weight
+        return [{c: resulting_dist[k][c] for c in ordered_classes(resulting_dist[k])}
+                for k in sorted(resulting_dist)]
+
+
 class FastObservers:
     """Mixed into a River Hoeffding tree leaf: its Gaussian observers learn through
-    `update_splitters` below."""
+    `update_splitters` below; its nominal ones take labels of any types."""
+
+    @staticmethod
+    def new_nominal_splitter() -> NominalSplitterClassif:
+        return AnyLabelsNominalSplitter()
 
     def update_splitters(self, x: dict, y: Any, w: float, nominal_attributes: Any) -> None:
         """River's `Leaf.update_splitters`, with a Gaussian splitter's update (four method calls
@@ -263,7 +291,7 @@ class FastObservers:
             if splitter is None:
                 if (nominal_attributes is not None and att in nominal_attributes) or not isinstance(
                         value, numbers.Number):
-                    splitter = self.new_nominal_splitter()  # type: ignore[attr-defined]
+                    splitter = self.new_nominal_splitter()
                 elif type(self.splitter) is FastGaussianSplitter:  # type: ignore[attr-defined]
                     splitter = FastGaussianSplitter(self.splitter.n_splits)  # type: ignore[attr-defined]
                 else:

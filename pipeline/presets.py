@@ -28,9 +28,11 @@ from river import (
     preprocessing,
     tree,
 )
+from river.forest.adaptive_random_forest import BaseTreeClassifier
 from river.tree.base import Branch
+from river.tree.nodes.branch import DTBranch
 
-from pipeline.leaves import FastLeaves
+from pipeline.leaves import AnyLabelsNominalSplitter, FastLeaves, ordered_classes
 from pipeline.neighbors import WindowKNN
 from pipeline.onevsrest import OneVsRest, Scaled
 from pipeline.preprocessing import tag_strings
@@ -97,17 +99,61 @@ class TagStrings:
         return super().predict_proba_one(tag_strings(x), **kwargs)  # type: ignore[misc]
 
 
-class HoeffdingTree(TagStrings, FastLeaves, tree.HoeffdingTreeClassifier):
+class AnyLabels:
+    """Mixed into a River Hoeffding tree: River's `predict_proba_one`, its classes listed by
+    `ordered_classes`. River sorts them, which raises on a stream with labels of several types:
+    the tree failed on every event from the second type on."""
+
+    def predict_proba_one(self, x: dict, **kwargs: Any) -> dict:
+        proba = {c: 0.0 for c in ordered_classes(self.classes)}  # type: ignore[attr-defined]
+        root: Any = self._root  # type: ignore[attr-defined]
+        if root is not None:
+            leaf: Any = root.traverse(x, until_leaf=True) if isinstance(root, DTBranch) else root
+            proba.update(leaf.prediction(x, tree=self))
+        return proba
+
+
+def any_labels_leaf(leaf: Any) -> Any:
+    """`leaf` (River's) with nominal splitters that take labels of any types: River's sort their
+    classes (`pipeline.leaves.AnyLabelsNominalSplitter`)."""
+    leaf.new_nominal_splitter = AnyLabelsNominalSplitter  # over the class's static method
+    return leaf
+
+
+class AnyLabelsLeaves:
+    """Mixed into a River tree whose leaves are River's own: each through `any_labels_leaf`."""
+
+    def _new_leaf(self, initial_stats: dict | None = None, parent: Any = None) -> Any:
+        return any_labels_leaf(super()._new_leaf(initial_stats, parent))  # type: ignore[misc]
+
+
+class ForestTree(BaseTreeClassifier):
+    """River's tree of an adaptive random forest, listing its classes as `AnyLabels` does, its
+    leaves through `any_labels_leaf`. (Methods of its own, not the mixins: `AdaptiveRandomForest`
+    changes a tree's class in place, which Python allows only to a class of the same layout.)"""
+
+    predict_proba_one = AnyLabels.predict_proba_one
+
+    def _new_leaf(self, initial_stats: dict | None = None, parent: Any = None) -> Any:
+        return any_labels_leaf(super()._new_leaf(initial_stats, parent))
+
+
+class HoeffdingTree(TagStrings, AnyLabels, FastLeaves, tree.HoeffdingTreeClassifier):
     """River's `HoeffdingTreeClassifier`, its input through `tag_strings`, its naive Bayes
     leaves computed by `pipeline.leaves` (the same numbers, a fraction of the cost)."""
 
 
-class HoeffdingAdaptiveTree(TagStrings, tree.HoeffdingAdaptiveTreeClassifier):
+class HoeffdingAdaptiveTree(TagStrings, AnyLabelsLeaves, tree.HoeffdingAdaptiveTreeClassifier):
     """River's `HoeffdingAdaptiveTreeClassifier`, its input through `tag_strings`."""
 
 
 class AdaptiveRandomForest(TagStrings, forest.ARFClassifier):
-    """River's `ARFClassifier`, its input through `tag_strings`."""
+    """River's `ARFClassifier`, its input through `tag_strings`, its trees through `AnyLabels`."""
+
+    def _new_base_model(self) -> Any:
+        model = super()._new_base_model()
+        model.__class__ = ForestTree  # River's tree, but for how it lists its classes
+        return model
 
 
 class TaggedFastHoeffdingTree(TagStrings, FastHoeffdingTree):

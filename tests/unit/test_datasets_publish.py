@@ -45,6 +45,7 @@ def test_read_csv_gz(tmp_path):
         ("", "y", "empty"),
         ("a,b\n1,2\n", "y", "column 'y'"),
         ("a,y\n1,2\n3\n", "y", ":3: 1 cells"),
+        ("a,b,a,y\n1,2,3,0\n", "y", "names 'a' more than once"),
     ],
 )
 def test_read_csv_errors(tmp_path, text, target, message):

@@ -138,6 +138,18 @@ def test_a_feature_that_changes_type_breaks_no_preset(preset):
         assert not step.failed, (i, step.failed)
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_labels_of_several_types_break_no_preset(preset):
+    """A stream whose labels are integers and strings at once (a CSV column of "1", "2" and
+    "x"): Python cannot sort them, which River's trees did to list their classes."""
+    learner = build_learner(one_model(preset))
+    labels = [1, 2, "x", "y"]
+    for i, (x, _) in enumerate(multiclass_rows(400)):
+        step = learner.step(x, labels[i % 4])
+        assert not step.failed, (i, step.failed)
+    assert learner.stats()["m"].tested > 300
+
+
 def test_booleans_and_integer_labels_stay_what_they_are():
     learner = build_learner(Settings())
     for i in range(300):
