@@ -72,9 +72,11 @@ def _cached(read: Any, size: int = 65_536) -> Any:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: UTF-8 that drops a leading byte-order mark, which spreadsheets write and which
+    # would otherwise become part of the first column's name
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # closed by the caller
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # closed by the caller
 
 
 def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterator[Row]:
@@ -97,8 +99,12 @@ def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterato
             raise DataError(f"{path}: the header names {', '.join(map(repr, twice))} more than "
                             "once; each column needs a name of its own")
         if target not in header:
+            hint = ""
+            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                hint = "; the header reads as one column: is the file separated by commas?"
             raise DataError(
                 f"--target: column {target!r} is not in {path} (columns: {', '.join(header)})"
+                + hint
             )
         t = header.index(target)
         names = [name for i, name in enumerate(header) if i != t]

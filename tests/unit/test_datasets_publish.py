@@ -46,6 +46,7 @@ def test_read_csv_gz(tmp_path):
         ("a,b\n1,2\n", "y", "column 'y'"),
         ("a,y\n1,2\n3\n", "y", ":3: 1 cells"),
         ("a,b,a,y\n1,2,3,0\n", "y", "names 'a' more than once"),
+        ("a;b;y\n1;2;0\n", "y", "one column: is the file separated by commas"),
     ],
 )
 def test_read_csv_errors(tmp_path, text, target, message):
@@ -53,6 +54,13 @@ def test_read_csv_errors(tmp_path, text, target, message):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(DataError, match=message):
         list(read_csv(path, target))
+
+
+def test_read_csv_drops_a_byte_order_mark(tmp_path):
+    """Spreadsheets write UTF-8 with a byte-order mark: not part of the first column's name."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfy,a\n1,0.5\n0,0.25\n")
+    assert list(read_csv(path, "y")) == [({"a": 0.5}, 1), ({"a": 0.25}, 0)]
 
 
 def test_read_csv_missing_file(tmp_path):
