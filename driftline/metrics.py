@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from driftline.snapshot import Snapshot
 from pipeline.ensemble import ModelStats
-from pipeline.names import RESET_REASONS
+from pipeline.names import RESET_REASONS, class_names
 
 __all__ = ["CONTENT_TYPE_LATEST", "CollectorRegistry", "Metrics", "SnapshotCollector"]
 
@@ -107,8 +107,9 @@ class SnapshotCollector(Collector):
                 for model, stats in models.items():
                     recalls = per_class(stats)
                     if len(stats.recall) <= MAX_CLASS_SERIES:
+                        names = class_names(recalls)
                         for label, value in recalls.items():
-                            family.add_metric([model, str(label), *extra], value)
+                            family.add_metric([model, names[label], *extra], value)
             yield family
         resets = CounterMetricFamily(
             "driftline_model_resets",

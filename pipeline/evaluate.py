@@ -13,6 +13,7 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from pipeline.ensemble import DriftEnsemble, LimitExceeded, ModelStats, Prediction
+from pipeline.names import class_names
 
 
 def evaluate(
@@ -60,10 +61,12 @@ def evaluate(
 
 def report(stats: ModelStats) -> dict[str, Any]:
     """One model's part of the report."""
+    names = class_names(stats.recall)
     return {
         "accuracy": stats.accuracy,
         "f1": stats.f1,
-        "recall": {str(c): r for c, r in sorted(stats.recall.items(), key=lambda kv: str(kv[0]))},
+        "recall": {names[c]: r for c, r in sorted(stats.recall.items(),
+                                                   key=lambda kv: names[kv[0]])},
         "drifts": stats.drifts,
         "tested": stats.tested,
         "learned": stats.learned,

@@ -193,6 +193,19 @@ def test_f1_recall_failures_and_resets_are_exported_per_model_and_class():
         assert get("driftline_model_resets_total", {"model": "m", "reason": reason}) == 0
 
 
+def test_classes_of_the_same_text_get_series_of_their_own():
+    """The label 1 and the label "1" (a producer that mixes them): two classes, so two series;
+    one `class="1"` label for both would make Prometheus refuse the whole scrape."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    recall = {1: 0.25, "1": 0.75, "a": 1.0}
+    metrics.publish(Snapshot(models={"m": replace(stats(), recall=recall, rolling_recall=recall)}))
+    get = registry.get_sample_value
+    assert get("driftline_prequential_recall", {"model": "m", "class": "1"}) == 0.75
+    assert get("driftline_prequential_recall", {"model": "m", "class": "1 (int)"}) == 0.25
+    assert get("driftline_rolling_recall", {"model": "m", "class": "a"}) == 1.0
+
+
 def test_per_class_series_stop_past_the_documented_limit():
     from driftline.metrics import MAX_CLASS_SERIES
 

@@ -150,6 +150,14 @@ def test_labels_of_several_types_break_no_preset(preset):
     assert learner.stats()["m"].tested > 300
 
 
+def test_the_report_keeps_classes_of_the_same_text_apart():
+    learner = build_learner(one_model("logistic_regression"))
+    for i in range(200):
+        learner.step({"a": float(i % 2)}, 1 if i % 2 else "1")
+    recall = evaluate(learner, [])["models"]["m"]["recall"]
+    assert set(recall) == {"1", "1 (int)"}
+
+
 def test_booleans_and_integer_labels_stay_what_they_are():
     learner = build_learner(Settings())
     for i in range(300):
