@@ -195,7 +195,8 @@ def test_f1_recall_failures_and_resets_are_exported_per_model_and_class():
 
 def test_classes_of_the_same_text_get_series_of_their_own():
     """The label 1 and the label "1" (a producer that mixes them): two classes, so two series;
-    one `class="1"` label for both would make Prometheus refuse the whole scrape."""
+    one `class="1"` label for both would be two samples of one series, and Prometheus keeps
+    only the first."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     recall = {1: 0.25, "1": 0.75, "a": 1.0}
