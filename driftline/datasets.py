@@ -5,6 +5,7 @@ very same values.
 
 from __future__ import annotations
 
+import collections
 import csv
 import gzip
 import io
@@ -94,7 +95,7 @@ def read_csv(path: str | Path, target: str, limit: int | None = None) -> Iterato
             raise DataError(f"{path}: the file is empty") from None
         except (UnicodeDecodeError, OSError, csv.Error) as exc:
             raise DataError(f"{path}: cannot read: {exc}") from None
-        twice = sorted({name for name in header if header.count(name) > 1})
+        twice = sorted(name for name, n in collections.Counter(header).items() if n > 1)
         if twice:  # the later column would silently take the earlier one's place in each event
             raise DataError(f"{path}: the header names {', '.join(map(repr, twice))} more than "
                             "once; each column needs a name of its own")

@@ -20,7 +20,7 @@ from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
-from river import base, linear_model, optim
+from river import base, linear_model, optim, utils
 
 
 class PassiveAggressive(linear_model.PAClassifier):
@@ -62,7 +62,7 @@ class PassiveAggressive(linear_model.PAClassifier):
 
     def predict_proba_one(self, x: dict, **kwargs: Any) -> dict:
         z = self._dot(x) + self.intercept
-        p = 0 if z < -30 else 1 if z > 30 else 1 / (1 + math.exp(-z))  # River's sigmoid
+        p = utils.math.sigmoid(z)
         return {False: 1.0 - p, True: p}
 
     def learn_one(self, x: dict, y: Any) -> None:
@@ -112,7 +112,7 @@ class LogisticRegression(linear_model.LogisticRegression):
         if not self._plain:
             return super().predict_proba_one(x)
         z = self._dot(x)
-        p = 0 if z < -30 else 1 if z > 30 else 1 / (1 + math.exp(-z))  # River's sigmoid
+        p = utils.math.sigmoid(z)
         return {False: 1.0 - p, True: p}
 
     def learn_one(self, x: dict, y: Any, w: float = 1.0) -> None:
