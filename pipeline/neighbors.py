@@ -57,6 +57,10 @@ class WindowKNN(base.Classifier):
     def _vector(self, x: dict) -> np.ndarray:
         index = self._index
         v = np.zeros(self._X.shape[1])
+        if len(x) == len(index) and list(x) == list(index):
+            # The common case: every feature, in the order first seen (one copy, not a loop)
+            v[: len(x)] = np.fromiter(x.values(), float, len(x))
+            return v
         for name, value in x.items():
             i = index.get(name)
             if i is None:

@@ -156,8 +156,7 @@ class Scaled(base.Classifier):
         return bool(getattr(self.classifier, "_multiclass", False))
 
     def learn_one(self, x: dict, y: Any, **kwargs: Any) -> None:
-        self.scaler.learn_one(x)
-        self.classifier.learn_one(self.scaler.transform_one(x), y, **kwargs)
+        self.classifier.learn_one(self.scaler.learn_transform_one(x), y, **kwargs)
 
     def predict_proba_one(self, x: dict, **kwargs: Any) -> dict[Any, float]:
         return self.classifier.predict_proba_one(self.scaler.transform_one(x), **kwargs)

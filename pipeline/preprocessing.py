@@ -108,6 +108,49 @@ class TypedScaler(base.Transformer):
             var = s[2] = var + ((xi - old_mean) * (xi - mean) - var) / n
             s[3] = var**0.5 if var else math.inf
 
+    def learn_transform_one(self, x: dict) -> dict:
+        """`learn_one(x)`, then `transform_one(x)`, in one pass over `x` for the common event
+        (numbers, none an outlier): what a pipeline does on each labelled event. The same
+        numbers to the last bit; anything else is scaled by `transform_one` once learned."""
+        stats = self.stats
+        out = {}
+        common = True  # every value a number, scaled in the pass below
+        for i, xi in x.items():
+            if xi.__class__ is str:
+                seen = self.values.get(i)
+                if seen is None:
+                    seen = self.values[i] = set()
+                if len(seen) < MAX_VALUES:
+                    seen.add(xi)
+                common = False
+                continue
+            s = stats.get(i)
+            if s is None:
+                s = stats[i] = [0, 0.0, 0.0, math.inf]
+            n = s[0] + 1
+            old_mean = s[1]
+            v = xi  # the value learned: an outlier's is moved in to CLIP deviations
+            if n > WARMUP:
+                dev = s[3]
+                z = (xi - old_mean) / dev
+                if z > CLIP or z < -CLIP:  # an outlier
+                    v = old_mean + CLIP * dev if z > 0 else old_mean - CLIP * dev
+                elif dev == _INF and not -LARGEST <= xi <= LARGEST:
+                    common = False
+                    continue
+            elif not -LARGEST <= xi <= LARGEST:
+                common = False
+                continue
+            s[0] = n
+            mean = s[1] = old_mean + (v - old_mean) / n
+            var = s[2]
+            var = s[2] = var + ((v - old_mean) * (v - mean) - var) / n
+            dev = s[3] = var**0.5 if var else math.inf
+            out[i] = (xi - mean) / dev  # as transform_one's first pass
+        if common and out and min(out.values()) >= -CLIP and max(out.values()) <= CLIP:
+            return out
+        return self.transform_one(x)
+
     def transform_one(self, x: dict) -> dict:
         stats = self.stats
         try:  # numbers seen before, none an outlier: the common case, two passes of C
@@ -165,6 +208,15 @@ class SharedScaler(TypedScaler):
             self._learning = False
             self._scaled = None
         super().learn_one(x)
+
+    def learn_transform_one(self, x: dict) -> dict:
+        if x is not self._event:
+            return super().learn_transform_one(x)
+        if not self._learning:
+            return self.transform_one(x)  # learned once already: its scaling, once
+        self._learning = False
+        scaled = self._scaled = super().learn_transform_one(x)
+        return scaled
 
     def transform_one(self, x: dict) -> dict:
         if x is not self._event:

@@ -732,6 +732,36 @@ def test_the_typed_scaler_is_rivers_standard_scaler_to_the_last_bit_on_numbers()
         {"unseen": 2.0, "nswprice": 0.1})
 
 
+def test_learning_and_scaling_in_one_pass_is_learning_then_scaling_to_the_last_bit():
+    from pipeline.preprocessing import LARGEST, SharedScaler, TypedScaler
+
+    rng = random.Random(11)
+    kinds = [
+        lambda: rng.gauss(3.0, 2.0),
+        lambda: rng.gauss(3.0, 2.0) * 1e4 if rng.random() < 0.05 else rng.gauss(3.0, 2.0),
+        lambda: rng.random() < 0.5,  # a boolean
+        lambda: rng.choice("abc"),  # a string
+        lambda: 7.0,  # a constant: zero variance
+        lambda: rng.choice([LARGEST * 10, -1e300, 1.0]),  # beyond the largest value learned
+        lambda: rng.randrange(-5, 5),  # an integer
+    ]
+    for which in range(len(kinds) + 1):
+        one, two, shared = TypedScaler(), TypedScaler(), SharedScaler()
+        for i in range(400):
+            names = range(len(kinds)) if which == len(kinds) else [which, 0]
+            x = {f"f{k}": kinds[k]() for k in names if rng.random() < 0.9}
+            one.learn_one(x)
+            expected = one.transform_one(x)
+            got = two.learn_transform_one(x)
+            shared.expect(x, learning=True)
+            assert got == expected and list(got) == list(expected), (which, i, x)
+            assert [str(v) for v in got.values()] == [str(v) for v in expected.values()]
+            assert shared.learn_transform_one(x) == expected
+            assert shared.learn_transform_one(x) == expected  # a second member: not learned again
+        assert two.stats == one.stats and two.values == one.values
+        assert shared.stats == one.stats
+
+
 def test_a_typed_scaler_pickled_by_the_previous_version_scales_as_it_did():
     import pickle
 
@@ -1019,6 +1049,39 @@ def test_a_leafs_majority_prediction_is_rivers_to_the_last_bit():
         assert ours._majority() == river.prediction({})
 
 
+def test_knn_finds_the_same_neighbours_whatever_the_order_of_the_features():
+    """Dense events, most with every feature in the order first seen (copied into the row at
+    once), some shuffled or with a feature missing (written column by column): the neighbours
+    are a brute-force search's."""
+    import numpy as np
+
+    from pipeline.neighbors import WindowKNN
+
+    rng = random.Random(12)
+    model = WindowKNN(k=3, window=150)
+    seen: list[tuple[dict, str]] = []
+    for i in range(500):
+        names = [f"f{j}" for j in range(6 if i < 200 else 9)]  # new features on the way
+        if rng.random() < 0.2:
+            rng.shuffle(names)
+        if rng.random() < 0.1:
+            names.pop(rng.randrange(len(names)))
+        x = {n: rng.gauss(0, 1) for n in names}
+        y = "abc"[i % 3]
+        if len(seen) >= 3:
+            window = seen[-150:]
+            known = sorted({n for z, _ in window for n in z})
+            here = np.array([x.get(n, 0.0) for n in known])
+            d = [float(((np.array([z.get(n, 0.0) for n in known]) - here) ** 2).sum())
+                 for z, _ in window]
+            expected: dict = {}
+            for j in sorted(range(len(window)), key=d.__getitem__)[:3]:
+                expected[window[j][1]] = expected.get(window[j][1], 0.0) + 1 / 3
+            assert model.predict_proba_one(x) == expected, i
+        model.learn_one(x, y)
+        seen.append((x, y))
+
+
 def test_knn_finds_the_same_neighbours_when_most_features_are_absent():
     """Events of a few features each out of many (one-hot strings): the distances come from the
     columns the event has; the neighbours are a brute-force search's."""
@@ -1049,3 +1112,25 @@ def test_knn_finds_the_same_neighbours_when_most_features_are_absent():
         model.learn_one(x, y)
         seen.append((x, y))
     assert checked > 500 and len(model._index) == 60
+
+
+@pytest.mark.parametrize("delay", [0, 10])
+def test_evaluate_reports_the_time_spent_reading_its_rows_apart(delay):
+    """A slow source (a file being parsed): its time is in `read_seconds`, the rest of
+    `seconds` is the learning, whose rate is then the one of rows in memory."""
+    import time
+
+    rows = list(bundled("elec", limit=1500))
+
+    def slow():
+        for i, row in enumerate(rows):
+            if i % 100 == 0:
+                time.sleep(0.02)  # 15 pauses: 0.3 s of reading
+            yield row
+
+    report = evaluate(build_learner(one_model("logistic_regression")), slow(), delay=delay)
+    in_memory = evaluate(build_learner(one_model("logistic_regression")), rows, delay=delay)
+    assert report["events"] == 1500 and report["models"] == in_memory["models"]
+    assert 0.3 <= report["read_seconds"] < report["seconds"]
+    assert report["seconds"] - report["read_seconds"] < 0.3 + in_memory["seconds"]
+    assert in_memory["read_seconds"] < 0.3
