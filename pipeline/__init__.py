@@ -6,7 +6,7 @@ drive the very same code, so an offline run and a live run give the same numbers
 - `pipeline.ensemble`: `DriftEnsemble`, itself a River classifier; `Prediction`, `Step`,
   `ModelStats`, `LimitExceeded`.
 - `pipeline.presets`: the model presets and custom factories.
-- `pipeline.preprocessing`: `TypedScaler` and `tag_strings`, so every model takes numbers,
+- `pipeline.preprocessing`: `TypedScaler` and `TreeStrings`, so every model takes numbers,
   booleans and strings.
 - `pipeline.drift`: detectors by name and `RiseDetector` (only a rise of the error rate is a drift).
 - `pipeline.scoring`: prequential accuracy, macro-F1 and per-class recall, cumulative and rolling.
