@@ -946,16 +946,17 @@ def test_a_typed_scaler_of_the_version_without_string_values_learns_them_from_no
     assert restored.transform_one({"c": "red"}) == {"c=red": 1}
 
 
-def test_a_tree_with_kept_branch_weights_follows_rivers_paths_with_missing_features():
-    """40 % of the values missing and a string feature (multiway branches, unseen values): the
-    tree keeps its branches' weights, and predicts as River's recomputing them, at every
-    event."""
+@pytest.mark.parametrize("binary, seed", [(False, 9), (True, 10)])
+def test_a_tree_with_kept_branch_weights_follows_rivers_paths_with_missing_features(binary, seed):
+    """40 % of the values missing and a string feature (multiway branches and unseen values, or
+    a value against the rest as the default set's tree splits): the tree keeps its branches'
+    weights, and predicts as River's recomputing them, at every event."""
     from pipeline.leaves import CachedWeight
     from pipeline.presets import HoeffdingTree
 
-    ours = HoeffdingTree(grace_period=50, delta=0.01)
-    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01)
-    rng = random.Random(9)
+    ours = HoeffdingTree(grace_period=50, delta=0.01, binary_split=binary)
+    river = tree.HoeffdingTreeClassifier(grace_period=50, delta=0.01, binary_split=binary)
+    rng = random.Random(seed)
     for i in range(6000):
         x = {f"f{j}": rng.random() for j in range(6)}
         x["shop"] = f"s{rng.randrange(40 + i // 300)}"  # new values keep coming (under 64)
@@ -968,6 +969,7 @@ def test_a_tree_with_kept_branch_weights_follows_rivers_paths_with_missing_featu
         river.learn_one(tagged, y)
     branches = [n for n in ours._root.iter_dfs() if isinstance(n, CachedWeight)]
     assert ours.height > 3 and branches  # kept weights were used, and kept up
+    assert any("Nominal" in type(b).__name__ for b in branches)  # a split on the string
     assert all(b.total_weight == sum(c.total_weight for c in filter(None, b.children))
                for b in branches)
 
