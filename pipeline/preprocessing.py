@@ -79,42 +79,22 @@ class TypedScaler(base.Transformer):
         self.__dict__.update({"values": {}, **state})
 
     def learn_one(self, x: dict) -> None:
-        stats = self.stats
-        for i, xi in x.items():
-            if xi.__class__ is str:
-                seen = self.values.get(i)
-                if seen is None:
-                    seen = self.values[i] = set()
-                if len(seen) < MAX_VALUES:
-                    seen.add(xi)
-                continue
-            s = stats.get(i)
-            if s is None:
-                s = stats[i] = [0, 0.0, 0.0, math.inf]
-            n = s[0] + 1
-            old_mean = s[1]
-            if n > WARMUP:
-                dev = s[3]
-                z = (xi - old_mean) / dev
-                if z > CLIP or z < -CLIP:  # an outlier
-                    xi = old_mean + CLIP * dev if z > 0 else old_mean - CLIP * dev
-                elif dev == _INF and not -LARGEST <= xi <= LARGEST:
-                    continue
-            elif not -LARGEST <= xi <= LARGEST:
-                continue
-            s[0] = n
-            mean = s[1] = old_mean + (xi - old_mean) / n
-            var = s[2]
-            var = s[2] = var + ((xi - old_mean) * (xi - mean) - var) / n
-            s[3] = var**0.5 if var else math.inf
+        self._learn(x)
 
     def learn_transform_one(self, x: dict) -> dict:
-        """`learn_one(x)`, then `transform_one(x)`, in one pass over `x` for the common event
-        (numbers, none an outlier): what a pipeline does on each labelled event. The same
-        numbers to the last bit; anything else is scaled by `transform_one` once learned."""
+        """`learn_one(x)`, then `transform_one(x)`: what a pipeline does on each labelled event,
+        in one pass over `x` for the common event (numbers, none an outlier). The same numbers
+        to the last bit."""
+        scaled = self._learn(x)
+        return scaled if scaled is not None else self.transform_one(x)
+
+    def _learn(self, x: dict) -> dict | None:
+        """Learn `x`; return it scaled as `transform_one` now would if that is its common case
+        (every value a number, none beyond `CLIP` deviations), else None. (`learn_one` drops
+        the scaled dict: the pipelines call `learn_transform_one`.)"""
         stats = self.stats
         out = {}
-        common = True  # every value a number, scaled in the pass below
+        common = True
         for i, xi in x.items():
             if xi.__class__ is str:
                 seen = self.values.get(i)
@@ -149,7 +129,7 @@ class TypedScaler(base.Transformer):
             out[i] = (xi - mean) / dev  # as transform_one's first pass
         if common and out and min(out.values()) >= -CLIP and max(out.values()) <= CLIP:
             return out
-        return self.transform_one(x)
+        return None
 
     def transform_one(self, x: dict) -> dict:
         stats = self.stats
@@ -215,6 +195,7 @@ class SharedScaler(TypedScaler):
         if not self._learning:
             return self.transform_one(x)  # learned once already: its scaling, once
         self._learning = False
+        self._scaled = None  # a scaling from before the learning is stale
         scaled = self._scaled = super().learn_transform_one(x)
         return scaled
 
