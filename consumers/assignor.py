@@ -1,4 +1,6 @@
-"""The partition assignor of `checkpoint.scope = "global"`: every partition to one member.
+"""Partition assignors: `OneOwnerAssignor`, every partition to one member, for
+`checkpoint.scope = "global"`; and `JoinWatch`, around any assignor, to see a join that the
+client never completed.
 
 One global learning state must see every partition, so an instance must never be handed a
 subset: the group leader gives all partitions of the subscribed topics to one member, and the
@@ -11,6 +13,7 @@ member with the smallest id (static id first) is chosen.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
@@ -48,7 +51,7 @@ class OneOwnerAssignor(AbstractPartitionAssignor):
         everything = []
         for topic in sorted(topics):
             partitions = cluster.partitions_for_topic(topic)
-            if partitions is None:
+            if not partitions:  # unknown, or known with none yet: a topic just created
                 log.warning("no partition metadata for topic %s", topic)
                 continue
             everything.append((topic, sorted(partitions)))
@@ -62,3 +65,41 @@ class OneOwnerAssignor(AbstractPartitionAssignor):
 
     def on_assignment(self, assignment: Any, generation: Any) -> None:
         self.owning = bool(assignment.partitions())
+
+
+class JoinWatch(AbstractPartitionAssignor):
+    """An assignor, watched: tells when a join it assigned for was never completed.
+
+    kafka-python 3.0 can drop a finished join. A rebalance that a metadata change started (a
+    new topic's partitions appearing just after the group formed) can still be in flight when a
+    poll's timeout ends. By then the leader's assignment already matches the metadata, so the
+    client sees no reason to rejoin and never applies the join's outcome: the member stays
+    without partitions until the next rebalance. The leader calls `assign`, then
+    `on_assignment` when it applies the join; `stalled` says the second has not followed.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.assigned_at: float | None = None  # when `assign` ran without `on_assignment` since
+
+    @property
+    def name(self) -> str:  # kafka-python chooses the protocol by this name
+        return str(self.inner.name)
+
+    def supported_protocols(self) -> Any:
+        return self.inner.supported_protocols()
+
+    def metadata(self, topics: Any) -> Any:
+        return self.inner.metadata(topics)
+
+    def assign(self, cluster: Any, members: Any) -> Any:
+        self.assigned_at = time.monotonic()
+        return self.inner.assign(cluster, members)
+
+    def on_assignment(self, assignment: Any, generation: Any) -> None:
+        self.assigned_at = None
+        self.inner.on_assignment(assignment, generation)
+
+    def stalled(self, after: float) -> bool:
+        """Whether a join assigned for more than `after` seconds ago is still not applied."""
+        return self.assigned_at is not None and time.monotonic() - self.assigned_at > after

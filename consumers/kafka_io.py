@@ -22,6 +22,8 @@ from kafka import (
     TopicPartition,
 )
 from kafka.admin import NewTopic
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import (
     KafkaError,
     KafkaTimeoutError,
@@ -30,6 +32,7 @@ from kafka.errors import (
 )
 from kafka.future import Future
 
+from consumers.assignor import JoinWatch, OneOwnerAssignor
 from consumers.errors import BrokerUnavailable, DeliveryFailed, NotAssigned
 from consumers.records import Record, labels_slot
 from consumers.source import OnPartitions
@@ -54,6 +57,10 @@ __all__ = [
 # broker: 0.92 -> 0.96 of the hand-written loop's rate; 16 MiB did no better). A fetch's
 # records are held until handed on: at most this much per assigned partition.
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
+# A leader applies its join milliseconds after assigning; past this, the client dropped it.
+# Doubled after each join anew until one is applied: a slow group must not rebalance forever.
+JOIN_STALLED_AFTER = 2.0
 
 
 @contextmanager
@@ -184,14 +191,15 @@ class KafkaSource:
         if read_committed:  # only what committed transactions wrote (and their offsets, stable)
             options["isolation_level"] = "read_committed"
         if one_owner:  # global scope: every partition to one member, the others stand by
-            from consumers.assignor import OneOwnerAssignor
-
-            options["partition_assignment_strategy"] = [OneOwnerAssignor()]
+            strategies: list[Any] = [OneOwnerAssignor()]
         elif labels_topic is not None:
             # Partition p of each topic to the same member: a label joins its event's partition.
-            from kafka.coordinator.assignors.range import RangePartitionAssignor
-
-            options["partition_assignment_strategy"] = [RangePartitionAssignor]
+            strategies = [RangePartitionAssignor()]
+        else:  # the client's default
+            strategies = [RangePartitionAssignor(), RoundRobinPartitionAssignor()]
+        self._watches = [JoinWatch(strategy) for strategy in strategies]
+        self._stalled_after = JOIN_STALLED_AFTER
+        options["partition_assignment_strategy"] = self._watches
         with _broker(f"consume {topic} from {bootstrap}"):
             self._consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,
@@ -218,6 +226,7 @@ class KafkaSource:
                 call(on_revoke, revoked)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
+                source._stalled_after = JOIN_STALLED_AFTER  # a join applied
                 call(on_assign, assigned)
 
             def on_partitions_lost(self, lost: Any) -> None:
@@ -241,6 +250,8 @@ class KafkaSource:
 
     def resubscribe(self) -> None:
         """Join the group anew (a join that raced the topic's metadata can end unassigned)."""
+        for watch in self._watches:
+            watch.assigned_at = None
         with _broker(f"resubscribe to {self._topics}"):
             self._consumer.unsubscribe()
             self._consumer.subscribe(self._topics, listener=self._listener)
@@ -252,6 +263,11 @@ class KafkaSource:
         """
         with _broker(f"poll {self.topic}"):
             batches = self._consumer.poll(timeout_ms=timeout_ms)
+        if any(watch.stalled(self._stalled_after) for watch in self._watches):
+            log.warning("the client did not complete its join of the group for %s in %.0f s: "
+                        "joining anew", self._topics, self._stalled_after)
+            self._stalled_after *= 2
+            self.resubscribe()
         if self._paused:
             batches = {tp: b for tp, b in batches.items() if tp not in self._paused}
         if len(batches) == 1:

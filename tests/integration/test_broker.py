@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from consumers import kafka_io
 from consumers.kafka_io import KafkaSink, KafkaSource
 from consumers.records import Record
 from driftline import broker
@@ -85,3 +86,29 @@ def test_a_warmed_sink_knows_its_topics_before_the_first_send(
         assert metadata.partitions_for_topic(other) is None
     finally:
         sink.close(timeout=5)
+
+
+@pytest.mark.parametrize("mode", ["one_owner", "labels", "default"])
+def test_a_source_on_a_topic_created_just_before_is_assigned_with_short_polls(
+        kafka_bootstrap: str, new_topic: Callable[..., str], mode: str) -> None:
+    """A group formed just after its topic was created first sees the topic without partitions;
+    the client rejoins once they appear, and kafka-python 3.0 dropped that join when polls were
+    shorter than it, leaving the source unassigned until the next rebalance. Joined anew, the
+    source is assigned within seconds."""
+    topic = new_topic()
+    labels = None
+    if mode == "labels":
+        labels = f"{topic}.labels"
+        kafka_io.create_topic(kafka_bootstrap, labels)
+    assigned: list[list[int]] = []
+    source = KafkaSource(kafka_bootstrap, topic, f"{topic}-group", one_owner=mode == "one_owner",
+                         labels_topic=labels,
+                         on_assign=lambda _source, partitions: assigned.append(partitions))
+    try:
+        started = time.monotonic()
+        while not assigned and time.monotonic() - started < 15:
+            source.poll(timeout_ms=10)  # shorter than a join: the dropped join's condition
+        assert assigned, f"not assigned {time.monotonic() - started:.1f} s after subscribing"
+        assert 0 in source.assignment()
+    finally:
+        source.close()
