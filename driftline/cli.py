@@ -150,8 +150,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     learner = build_learner(settings)
     rows = _rows(args, args.limit)
-    report = evaluate(learner, rows, delay=args.delay)
+    report = evaluate(learner, rows, delay=args.delay,
+                      max_abs_value=settings.validation.max_abs_value)
     print(json.dumps(report))
+    if report["rejected"]:
+        print(f"driftline: warning: {report['rejected']} rows not learned: "
+              f"{report['rejections']} (out_of_range: a number beyond [validation] "
+              "max_abs_value; too_many_*: past a [learning] bound)", file=sys.stderr)
     failing = {name: m["failed"] for name, m in report["models"].items() if m["failed"]}
     if failing:
         print(f"driftline: warning: models raised on some events: {failing} "

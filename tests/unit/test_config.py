@@ -1,5 +1,6 @@
 """Settings: defaults, a full file, every class of error, and the CLI's exit status 2."""
 
+import json
 import re
 import textwrap
 
@@ -250,6 +251,19 @@ def test_cli_evaluate_runs_with_a_valid_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"events": 10' in out
     assert '"no_change"' in out
+
+
+def test_cli_evaluate_rejects_a_row_beyond_max_abs_value_and_says_so(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("a,b,y\n" + "".join(
+        f"{'1e308' if i == 40 else i % 7},{i % 3},{i % 2}\n" for i in range(100)),
+        encoding="utf-8")
+    config = write(tmp_path, "[validation]\nmax_abs_value = 1e6\n")
+    assert main(["evaluate", "--csv", str(path), "--target", "y", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["events"] == 100 and report["rejections"] == {"out_of_range": 1}
+    assert "1 rows not learned" in captured.err and "max_abs_value" in captured.err
 
 
 def test_cli_missing_csv(tmp_path, capsys):

@@ -1139,6 +1139,26 @@ def test_evaluate_reports_the_time_spent_reading_its_rows_apart(delay):
     assert in_memory["read_seconds"] < 0.3
 
 
+@pytest.mark.parametrize("delay", [0, 10])
+def test_evaluate_rejects_rows_beyond_max_abs_value_as_serve_does(delay):
+    """A number near the float limit overflows a model's arithmetic (the tree's naive Bayes
+    raised on 1e308): such a row is rejected, `out_of_range`, and the others are learned as if
+    it had not been there."""
+    rows = list(bundled("elec", limit=1500))
+    hostile = []
+    for i, (x, y) in enumerate(rows):
+        if i % 50 == 7:
+            hostile.append(({**x, "nswprice": 1e308 if i % 100 == 7 else -(10**400)}, y))
+        hostile.append((x, y))
+    report = evaluate(build_learner(Settings()), hostile, delay=delay, max_abs_value=1e12)
+    clean = evaluate(build_learner(Settings()), rows, delay=delay, max_abs_value=1e12)
+    assert report["rejected"] == 30 and report["rejections"] == {"out_of_range": 30}
+    assert report["events"] == 1530 and report["models"] == clean["models"]
+    assert all(m["failed"] == 0 for m in report["models"].values())
+    unbounded = evaluate(build_learner(Settings()), hostile, delay=delay)
+    assert unbounded["rejected"] == 0 and unbounded["events"] == 1530
+
+
 @pytest.mark.parametrize("preset", ["hoeffding_tree_quick", "hoeffding_tree_fast",
                                     "hoeffding_tree", "hoeffding_adaptive_tree",
                                     "adaptive_random_forest"])
