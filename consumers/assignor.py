@@ -75,7 +75,8 @@ class JoinWatch(AbstractPartitionAssignor):
     poll's timeout ends. By then the leader's assignment already matches the metadata, so the
     client sees no reason to rejoin and never applies the join's outcome: the member stays
     without partitions until the next rebalance. The leader calls `assign`, then
-    `on_assignment` when it applies the join; `stalled` says the second has not followed.
+    `on_assignment` when it applies the join; `stalled` says neither that nor a new join
+    (`metadata`, asked for each JoinGroup request) has followed.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -90,6 +91,9 @@ class JoinWatch(AbstractPartitionAssignor):
         return self.inner.supported_protocols()
 
     def metadata(self, topics: Any) -> Any:
+        # Asked for each JoinGroup request: a new join is under way (a failed SyncGroup is
+        # retried so), and an assignment made before it is not awaited any more.
+        self.assigned_at = None
         return self.inner.metadata(topics)
 
     def assign(self, cluster: Any, members: Any) -> Any:

@@ -362,3 +362,31 @@ def test_restored_partitions_show_their_figures_before_any_new_record():
     second._restore_units(source)
     assert {p: m["lr"].learned for p, m in second._partition_models.items()} == learned
     assert all(learned.values())
+
+
+def test_join_watch_sees_an_assignment_neither_applied_nor_followed_by_a_new_join():
+    """kafka-python 3.0 can drop a finished join (tests/integration/test_broker.py shows it);
+    the watch flags an assignment not applied, but not one a new join replaced."""
+    import time
+
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+    from consumers.assignor import JoinWatch
+
+    class Cluster:
+        def partitions_for_topic(self, topic):
+            return {0, 1}
+
+    member = type("Member", (), {"member_id": "m1", "group_instance_id": None,
+                                 "metadata": RangePartitionAssignor.metadata({"events"})})()
+    watch = JoinWatch(RangePartitionAssignor())
+    assert watch.name == "range" and not watch.stalled(0.0)
+    assignment = watch.assign(Cluster(), [member])["m1"]
+    assert assignment.partitions() == [("events", 0), ("events", 1)]
+    time.sleep(0.01)
+    assert watch.stalled(0.0) and not watch.stalled(60.0)
+    watch.on_assignment(assignment, 1)  # applied
+    assert not watch.stalled(0.0)
+    watch.assign(Cluster(), [member])
+    watch.metadata({"events"})  # a JoinGroup request: a new join replaces the one assigned for
+    assert not watch.stalled(0.0)
