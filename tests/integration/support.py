@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -32,6 +33,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker's JVM binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def broker_port() -> int:
+    """A port for a broker of a test's own: it and the next (the controller's) free, and below
+    the ephemeral range. A port of `free_port` is in that range, where any outgoing connection
+    may take the next one as its local port before the broker binds it (seen in CI)."""
+    import random
+
+    low = 32768
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, max(10_002, low - 1))
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError("no free pair of ports below the ephemeral range")
 
 
 def driftline(*args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:

@@ -22,6 +22,7 @@ from driftline.datasets import bundled
 from tests.integration.support import (
     ONE_MODEL,
     Service,
+    broker_port,
     free_port,
     river_logistic_regression,
     sample,
@@ -266,9 +267,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(
 def test_a_broker_outage_of_20_seconds_is_survived(new_topic, tmp_path):
     from driftline import broker
 
-    kafka_port = free_port()
-    while kafka_port > 65000:
-        kafka_port = free_port()
+    kafka_port = broker_port()
     bootstrap = broker.up(kafka_port)
     try:
         topic = f"outage-{os.getpid()}"

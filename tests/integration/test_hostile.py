@@ -35,6 +35,7 @@ from driftline.learning import build_learner
 from tests.integration.support import (
     ONE_MODEL,
     Service,
+    broker_port,
     free_port,
     read_topic,
     river_logistic_regression,
@@ -263,9 +264,7 @@ def test_sigterm_while_the_broker_is_away_exits_within_10_seconds(tmp_path):
     checkpoint is attempted, and the service exits 0 within 10 s."""
     from driftline import broker
 
-    kafka_port = free_port()
-    while kafka_port > 65000:
-        kafka_port = free_port()
+    kafka_port = broker_port()
     bootstrap = broker.up(kafka_port)
     try:
         topic = f"hostile-outage-{uuid.uuid4().hex[:8]}"
