@@ -23,7 +23,6 @@ from kafka import (
 )
 from kafka.admin import NewTopic
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import (
     KafkaError,
     KafkaTimeoutError,
@@ -195,8 +194,9 @@ class KafkaSource:
         elif labels_topic is not None:
             # Partition p of each topic to the same member: a label joins its event's partition.
             strategies = [RangePartitionAssignor()]
-        else:  # the client's default
-            strategies = [RangePartitionAssignor(), RoundRobinPartitionAssignor()]
+        else:  # the client's default, read from the client: an upgrade that changes it is followed
+            strategies = [strategy() for strategy in
+                          KafkaConsumer.DEFAULT_CONFIG["partition_assignment_strategy"]]
         self._watches = [JoinWatch(strategy) for strategy in strategies]
         self._stalled_after = JOIN_STALLED_AFTER
         options["partition_assignment_strategy"] = self._watches
