@@ -253,9 +253,25 @@ def ordered_classes(classes: Any) -> list:
         return sorted(classes, key=lambda c: (type(c).__name__, repr(c)))
 
 
+class SeenValues(dict):
+    """A set of a feature's values that iterates in the order the values came. River's nominal
+    splitter keeps a `set`, through which it looks for the best one-value split: a set of
+    strings iterates in an order that changes with each process's hash seed, so a tie between
+    two values' splits was broken one way in a run and another way in the next, or in a service
+    restarted from its checkpoint."""
+
+    def add(self, value: Hashable) -> None:
+        self[value] = None
+
+
 class AnyLabelsNominalSplitter(NominalSplitterClassif):
     """River's nominal splitter, its multiway split's class distributions ordered by
-    `ordered_classes` (River sorts them, which raises on labels of several types)."""
+    `ordered_classes` (River sorts them, which raises on labels of several types), its values
+    in the order they came (`SeenValues`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._att_values = SeenValues()
 
     def _class_dist_from_multiway_split(self) -> list[dict]:
         resulting_dist: dict = {}

@@ -2,6 +2,7 @@
 
 import inspect
 import math
+import os
 import random
 
 import pytest
@@ -1198,3 +1199,32 @@ def test_an_identifier_among_the_features_leaves_a_tree_bounded(preset):
     if preset in ("hoeffding_tree_quick", "hoeffding_tree_fast"):
         without = accuracy(build_model(preset), [({"a": x["a"], "b": x["b"]}, y) for x, y in rows])
         assert with_id >= without - 0.01, (with_id, without)
+
+
+_TIE_SCRIPT = """
+import itertools, sys
+from pipeline.presets import build_model
+model = build_model(sys.argv[1])
+# every one-value split of `v` is as good as the next: which one the tree takes breaks a tie
+for i, v in zip(range(2000), itertools.cycle(["north", "south", "east", "west"])):
+    model.learn_one({"v": v}, v in ("north", "south"))
+root = model._root
+print(repr(getattr(root, "value", None)))
+"""
+
+
+@pytest.mark.parametrize("preset", ["hoeffding_tree_quick", "hoeffding_tree_fast"])
+def test_a_tree_breaks_a_tie_between_string_values_alike_in_every_process(preset):
+    """River's splitter looks for the best one-value split through a set, whose order of
+    strings changes with the process's hash seed: a restarted service (or a second run)
+    broke such ties otherwise. The values are now tried in the order they came."""
+    import subprocess
+    import sys
+
+    splits = set()
+    for seed in range(6):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        done = subprocess.run([sys.executable, "-c", _TIE_SCRIPT, preset], env=env,
+                              capture_output=True, text=True, timeout=120, check=True)
+        splits.add(done.stdout.strip())
+    assert len(splits) == 1 and splits < {"'north'", "'south'", "'east'", "'west'"}, splits
