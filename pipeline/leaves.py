@@ -271,7 +271,7 @@ class AnyLabelsNominalSplitter(NominalSplitterClassif):
 
     def __init__(self) -> None:
         super().__init__()
-        self._att_values = SeenValues()
+        self._att_values = SeenValues()  # type: ignore[assignment]  # a set to River
 
     def _class_dist_from_multiway_split(self) -> list[dict]:
         resulting_dist: dict = {}
