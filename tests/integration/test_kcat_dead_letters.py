@@ -1,5 +1,6 @@
-"""Events published by a Kafka client no one here wrote (kcat): good ones are learned, bad ones
-go to the dead-letter topic with their reason and source position, and the service stays up."""
+"""Events published by a Kafka client no one here wrote (kcat), compressed or not: good ones are
+learned, bad ones go to the dead-letter topic with their reason and source position, and the
+service stays up."""
 
 from __future__ import annotations
 
@@ -57,3 +58,25 @@ def test_kcat_events_are_learned_and_bad_ones_dead_lettered(kafka_bootstrap, new
         assert headers["driftline.source.topic"] == topic
         assert headers["driftline.source.partition"] == "0"
         assert headers["driftline.reason"]
+
+
+def test_events_compressed_with_each_of_kafkas_codecs_are_learned(kafka_bootstrap, new_topic,
+                                                                   tmp_path):
+    """A producer may compress its batches (Java's and librdkafka's `compression.type`): the
+    consumer decompresses gzip, snappy, lz4 and zstd. Without the libraries of the last three,
+    one such batch stopped the service's consumer for good, retrying the same fetch."""
+    topic = new_topic()
+    events = [encode(x, y) for x, y in bundled("elec", limit=400)]
+    codecs = ["gzip", "snappy", "lz4", "zstd"]
+    for i, codec in enumerate(codecs):
+        chunk = events[i * 100:(i + 1) * 100]
+        kcat("-P", "-b", kafka_bootstrap, "-t", topic, "-z", codec,
+             data=b"\n".join(chunk) + b"\n")
+
+    port = free_port()
+    config = write_config(tmp_path / "driftline.toml", kafka_bootstrap, topic, port)
+    with Service(config, tmp_path / "serve.log") as service:
+        wait_for(lambda: sample(port, "driftline_events_total", outcome="learned") == 400,
+                 timeout=60, what="the events of every codec learned")
+        assert sample(port, "driftline_events_total", outcome="dead_lettered") == 0
+        assert service.stop() == 0
