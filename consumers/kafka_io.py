@@ -174,7 +174,7 @@ class KafkaSource:
         on_assign: OnPartitions | None = None,
         on_revoke: OnPartitions | None = None,
         on_lost: OnPartitions | None = None,
-        read_committed: bool = False,
+        read_committed: bool = True,
         one_owner: bool = False,
         labels_topic: str | None = None,
     ) -> None:
@@ -187,7 +187,10 @@ class KafkaSource:
         options: dict[str, Any] = {}
         if group_instance_id:
             options["group_instance_id"] = group_instance_id
-        if read_committed:  # only what committed transactions wrote (and their offsets, stable)
+        # Only what committed transactions wrote: an upstream producer's aborted events never
+        # happened. A producer without transactions is read as by default (its records are
+        # committed as they are written).
+        if read_committed:
             options["isolation_level"] = "read_committed"
         if one_owner:  # global scope: every partition to one member, the others stand by
             strategies: list[Any] = [OneOwnerAssignor()]

@@ -122,7 +122,6 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
                 on_assign=service.on_assign,
                 on_revoke=service.on_revoke,
                 on_lost=service.on_lost,
-                read_committed=settings.checkpoint.store == "kafka",
                 # One global state must see every partition: never a subset to an instance.
                 one_owner=settings.checkpoint.scope == GLOBAL,
                 labels_topic=service.labels_topic,

@@ -288,3 +288,38 @@ def test_a_broker_outage_of_20_seconds_is_survived(new_topic, tmp_path):
     finally:
         broker.down(kafka_port, delete_data=True)
     assert live is not None and abs(live - river_accuracy(6000)) <= 1e-9
+
+
+def test_events_of_an_aborted_upstream_transaction_are_never_learned(kafka_bootstrap, new_topic,
+                                                                    tmp_path):
+    """A producer upstream that writes in transactions (Kafka Streams, Flink, Quix Streams with
+    exactly-once) aborts some: those events never happened, and a service that learns each
+    event once must not learn them at all, whatever its checkpoint store."""
+    from consumers.kafka_io import KafkaSink, TransactionalSink
+    from consumers.wire import encode
+
+    topic = new_topic()
+    events = [encode(x, y) for x, y in bundled("elec", limit=300)]
+    upstream = TransactionalSink(kafka_bootstrap, f"{topic}-upstream")
+    for value in events[:100]:
+        upstream.send(topic, value)
+    upstream.flush()
+    upstream.abort()
+    for value in events[100:200]:
+        upstream.send(topic, value)
+    upstream.commit(topic, {}, None)
+    upstream.close()
+    plain = KafkaSink(kafka_bootstrap)
+    for value in events[200:300]:
+        plain.send(topic, value)
+    plain.send(topic, encode({"period": 0.5}))  # unlabelled: the last message
+    plain.flush()
+    plain.close()
+
+    port = free_port()
+    config = write_config(tmp_path / "driftline.toml", kafka_bootstrap, topic, port)
+    with Service(config, tmp_path / "serve.log") as service:
+        wait_for(lambda: sample(port, "driftline_events_total", outcome="unlabelled") == 1,
+                 timeout=60, what="the last message processed")
+        assert sample(port, "driftline_events_total", outcome="learned") == 200
+        assert service.stop() == 0
