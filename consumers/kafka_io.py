@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import (
@@ -39,15 +40,59 @@ from consumers.source import OnPartitions
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Cluster",
     "KafkaSink",
     "KafkaSource",
     "PartitionReader",
     "TransactionalSink",
+    "broker_problem",
     "broker_ready",
     "create_topic",
     "create_topics",
     "topic_partitions",
 ]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the brokers are and how to reach them: a plain connection, TLS (`SSL`), SASL
+    authentication over plain TCP or TLS (`SASL_PLAINTEXT`, `SASL_SSL`; mechanisms `PLAIN`,
+    `SCRAM-SHA-256`, `SCRAM-SHA-512`). Every function and class here takes one where it takes
+    a bootstrap string; a string is a plain connection. The password is left out of `repr`."""
+
+    bootstrap: str
+    protocol: str = "PLAINTEXT"
+    mechanism: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    cafile: str = ""  # "" with TLS: the system's certificate authorities
+    certfile: str = ""  # a client certificate, for brokers that ask for one
+    keyfile: str = ""
+    check_hostname: bool = True
+
+    def __str__(self) -> str:
+        return self.bootstrap
+
+
+Brokers = str | Cluster
+
+
+def _connection(brokers: Brokers) -> dict[str, Any]:
+    """kafka-python's options for reaching `brokers`."""
+    if isinstance(brokers, str):
+        return {"bootstrap_servers": brokers}
+    options: dict[str, Any] = {"bootstrap_servers": brokers.bootstrap,
+                               "security_protocol": brokers.protocol}
+    if brokers.protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=brokers.mechanism, sasl_plain_username=brokers.username,
+                       sasl_plain_password=brokers.password)
+    if brokers.protocol.endswith("SSL"):
+        options["ssl_check_hostname"] = brokers.check_hostname
+        for key, value in (("ssl_cafile", brokers.cafile), ("ssl_certfile", brokers.certfile),
+                           ("ssl_keyfile", brokers.keyfile)):
+            if value:
+                options[key] = value
+    return options
 
 
 # The client fetches a partition again only once it has handed on every record of the last
@@ -71,36 +116,63 @@ def _broker(what: str) -> Iterator[None]:
         raise BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-def broker_ready(bootstrap: str, timeout: float = 3.0) -> bool:
+def broker_ready(bootstrap: Brokers, timeout: float = 3.0) -> bool:
     """True when a broker at `bootstrap` answers a metadata request."""
+    return broker_problem(bootstrap, timeout) is None
+
+
+def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
+    """None when a broker at `bootstrap` answers a metadata request, else why it does not
+    ("nothing listens ..." when no TCP connection could be made)."""
     # A refused TCP connection answers at once; the client alone would retry for 30 s.
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    host, _, port = str(bootstrap).split(",")[0].rpartition(":")
     try:
         socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout).close()
-    except (OSError, ValueError):
-        return False
+    except (OSError, ValueError) as exc:
+        return f"nothing listens at {host}:{port} ({exc})"
+    refusals = _Refusals()
+    client_log = logging.getLogger("kafka")
+    client_log.addHandler(refusals)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
+            **_connection(bootstrap),
             request_timeout_ms=int(timeout * 1000),
+            bootstrap_timeout_ms=int(timeout * 1000),
         )
-    except (KafkaError, OSError, ValueError):
-        return False
+    except (KafkaError, OSError, ValueError) as exc:
+        return refusals.reason or f"{type(exc).__name__}: {exc}"
+    finally:
+        client_log.removeHandler(refusals)
     try:
         admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
+        return None
+    except (KafkaError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
     finally:
         admin.close()
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1,
+class _Refusals(logging.Handler):
+    """Catches the client's log of a refused login. kafka-python takes a wrong SASL password
+    for an unreachable broker ("Unable to bootstrap") and only logs the broker's refusal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "AuthenticationFailed" in message and not self.reason:
+            detail = message.rpartition("Error: ")[2].rstrip(")")
+            self.reason = f"the broker refused the login: {detail}"
+
+
+def create_topic(bootstrap: Brokers, name: str, partitions: int = 1,
                  configs: Mapping[str, str] | None = None) -> bool:
     """Create `name` with `partitions` partitions (and topic `configs`, e.g. cleanup.policy);
     False if it existed already."""
     with _broker(f"create topic {name} at {bootstrap}"):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = KafkaAdminClient(**_connection(bootstrap))
         try:
             admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
                                           topic_configs=dict(configs or {}))])
@@ -111,13 +183,13 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1,
             admin.close()
 
 
-def create_topics(bootstrap: str,
+def create_topics(bootstrap: Brokers,
                   topics: Iterable[tuple[str, int, Mapping[str, str]]]) -> list[str]:
     """Create each (name, partitions, configs) that does not exist yet, with one admin client
     (each costs a connection and a metadata round trip); the names created."""
     created = []
     with _broker(f"create topics at {bootstrap}"):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = KafkaAdminClient(**_connection(bootstrap))
         try:
             for name, partitions, configs in topics:
                 try:
@@ -132,10 +204,10 @@ def create_topics(bootstrap: str,
     return created
 
 
-def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+def topic_partitions(bootstrap: Brokers, topic: str) -> list[int]:
     """The partitions of `topic`, or [] while it does not exist."""
     with _broker(f"describe topic {topic} at {bootstrap}"):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = KafkaAdminClient(**_connection(bootstrap))
         try:
             [described] = admin.describe_topics([topic])
         finally:
@@ -163,7 +235,7 @@ class KafkaSource:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Brokers,
         topic: str,
         group_id: str,
         auto_offset_reset: str = "earliest",
@@ -205,7 +277,7 @@ class KafkaSource:
         options["partition_assignment_strategy"] = self._watches
         with _broker(f"consume {topic} from {bootstrap}"):
             self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
+                **_connection(bootstrap),
                 group_id=group_id,
                 auto_offset_reset=auto_offset_reset,
                 enable_auto_commit=False,
@@ -419,7 +491,7 @@ class KafkaSink:
     broker's default), above every dead letter (`consumers.deadletter.DEAD_LETTER_MAX_BYTES`).
     """
 
-    def __init__(self, bootstrap: str, **options: Any) -> None:
+    def __init__(self, bootstrap: Brokers, **options: Any) -> None:
         from consumers.deadletter import PRODUCER_MAX_REQUEST_SIZE
 
         # One produce request per 50 ms rather than per 5: with one prediction per event, the
@@ -435,7 +507,7 @@ class KafkaSink:
             # large for its topic would fail all the others. Dead letters are at-least-once.
             options.setdefault("enable_idempotence", False)
         with _broker(f"produce to {bootstrap}"):
-            self._producer = KafkaProducer(bootstrap_servers=bootstrap, **options)
+            self._producer = KafkaProducer(**_connection(bootstrap), **options)
 
     def send(
         self,
@@ -491,13 +563,13 @@ class TransactionalSink:
     instance: a restart then aborts what its predecessor left open.
     """
 
-    def __init__(self, bootstrap: str, transactional_id: str, *,
+    def __init__(self, bootstrap: Brokers, transactional_id: str, *,
                  transaction_timeout_ms: int = 60_000, **options: Any) -> None:
         from consumers.deadletter import PRODUCER_MAX_REQUEST_SIZE
 
         options.setdefault("linger_ms", 5)
         options.setdefault("max_request_size", PRODUCER_MAX_REQUEST_SIZE)
-        self._options = dict(options, bootstrap_servers=bootstrap,
+        self._options = dict(options, **_connection(bootstrap),
                              transactional_id=transactional_id,
                              transaction_timeout_ms=transaction_timeout_ms)
         self.transactional_id = transactional_id
@@ -594,11 +666,11 @@ class PartitionReader:
     """Reads one partition of a topic from its start to its end, read_committed: the records
     of aborted or still open transactions are never seen."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: Brokers, topic: str) -> None:
         self.topic = topic
         with _broker(f"read {topic} from {bootstrap}"):
             self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                **_connection(bootstrap), group_id=None, enable_auto_commit=False,
                 isolation_level="read_committed", auto_offset_reset="earliest",
             )
 

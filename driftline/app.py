@@ -30,6 +30,7 @@ from consumers.kafka_io import (
 from driftline.backoff import Backoff
 from driftline.checkpoint import Binding, CheckpointStore, load_key
 from driftline.checkpointing import Checkpointer
+from driftline.cluster import cluster
 from driftline.config import Settings
 from driftline.http import StatusServer
 from driftline.labels import labels_topic
@@ -63,7 +64,7 @@ def _wait_for_topic(settings: Settings, stop: threading.Event) -> int:
     announced = 0.0
     while not stop.is_set():
         try:
-            partitions = topic_partitions(k.bootstrap_servers, k.topic)
+            partitions = topic_partitions(cluster(k), k.topic)
             if partitions:
                 return len(partitions)
         except StreamError as exc:
@@ -87,7 +88,7 @@ def _labels_topic(settings: Settings, stop: threading.Event) -> str | None:
     while not stop.is_set():
         try:
             return labels_topic(settings, lambda topic: topic_partitions(
-                settings.kafka.bootstrap_servers, topic))
+                cluster(settings.kafka), topic))
         except StreamError as exc:
             delay = backoff.next()
             log.warning("cannot describe the labels topic (%s); retrying in %.1f s", exc, delay)
@@ -116,7 +117,7 @@ def _connect(settings: Settings, service: Service, stop: threading.Event) -> Kaf
     while not stop.is_set():
         try:
             return KafkaSource(
-                k.bootstrap_servers, k.topic, k.group_id, k.auto_offset_reset, k.max_poll_records,
+                cluster(k), k.topic, k.group_id, k.auto_offset_reset, k.max_poll_records,
                 group_instance_id=_instance_id(settings),
                 session_timeout_ms=k.session_timeout_ms,
                 on_assign=service.on_assign,
@@ -161,13 +162,13 @@ def _start_kafka_store(settings: Settings, checkpointer: Checkpointer,
     topic = settings.state_topic  # created with the other topics
     # Stable across restarts of this instance: a restart aborts what the last one left open.
     transactions = TransactionalSink(
-        k.bootstrap_servers, f"{k.group_id}.{_instance_id(settings)}",
+        cluster(k), f"{k.group_id}.{_instance_id(settings)}",
         transaction_timeout_ms=_transaction_timeout_ms(settings),
     )
     checkpointer.transactions = transactions
     checkpointer.restore_timeout = _transaction_timeout_ms(settings) / 1000 + 30
     checkpointer.state_store = KafkaStateStore(
-        transactions, PartitionReader(k.bootstrap_servers, topic), topic, key,
+        transactions, PartitionReader(cluster(k), topic), topic, key,
         Binding(k.topic, k.group_id),
     )
     dead_letters.sink = transactions
@@ -244,7 +245,7 @@ def serve(settings: Settings) -> int:
         if settings.checkpoint.store == "kafka":
             topics.append((settings.state_topic, partitions, STATE_TOPIC_CONFIGS))
         try:
-            for topic in create_topics(settings.kafka.bootstrap_servers, topics):
+            for topic in create_topics(cluster(settings.kafka), topics):
                 log.info("created topic %s", topic)
         except StreamError as exc:
             log.warning("cannot create the topics %s: %s", [t for t, _, _ in topics], exc)
@@ -252,7 +253,7 @@ def serve(settings: Settings) -> int:
         if settings.checkpoint.store == "kafka":
             sink = _start_kafka_store(settings, checkpointer, dead_letters, predictions, key)
         else:
-            sink = KafkaSink(settings.kafka.bootstrap_servers)
+            sink = KafkaSink(cluster(settings.kafka))
             dead_letters.sink = sink
             if predictions is not None:
                 predictions.sink = sink

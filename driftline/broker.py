@@ -6,6 +6,10 @@
 
     kafka-4.1.1/libs/        the jars (the classpath)
     broker-<port>/           server.properties, log4j2.properties, data/, broker.pid, *.log
+
+With `sasl_port` and `sasl_users`, `up()` also opens a SASL_PLAINTEXT listener (mechanism
+PLAIN, those users), to try driftline against a secured cluster locally; the PLAINTEXT
+listener stays, for the broker itself and for `down()`/`status()`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from consumers.kafka_io import broker_ready
@@ -214,17 +218,92 @@ def ensure_jars(echo: Callable[[str], None] = print) -> Path:
 # ----------------------------------------------------------------------------- config
 
 
-def _server_properties(port: int, data_dir: Path) -> str:
+# A user name becomes the JAAS option key `user_<name>`, which Kafka parses as one word.
+_SASL_USER_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _check_sasl(port: int, sasl_port: int | None, sasl_users: Mapping[str, str] | None) -> None:
+    if sasl_port is None and not sasl_users:
+        return
+    if sasl_port is None:
+        raise BrokerError("sasl_users need a sasl_port (the port of the SASL_PLAINTEXT listener)")
+    if not sasl_users:
+        raise BrokerError(f"sasl_port {sasl_port} needs at least one user (sasl_users)")
+    if sasl_port in (port, port + 1):
+        raise BrokerError(
+            f"sasl_port {sasl_port} clashes with the broker's own ports "
+            f"({port} for PLAINTEXT, {port + 1} for the controller); choose another"
+        )
+    if not 0 < sasl_port < 65536:
+        raise BrokerError(f"sasl_port must be 1-65535, got {sasl_port}")
+    for name, password in sasl_users.items():
+        if not _SASL_USER_NAME.fullmatch(name):
+            raise BrokerError(
+                f"SASL user name {name!r}: use only letters, digits, '.', '_' and '-'"
+            )
+        if not password:
+            # Kafka's PLAIN server refuses an empty password at every login.
+            raise BrokerError(f"SASL user {name!r} needs a non-empty password")
+
+
+def _jaas_quote(text: str) -> str:
+    # Kafka reads JAAS options with java.io.StreamTokenizer: backslash escapes in "...".
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def _prop_value(text: str) -> str:
+    """`text` escaped as a Java .properties value (read as ISO-8859-1 by Kafka)."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\t\n\r\f":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            # Anything else as \uXXXX (UTF-16 code units, so a surrogate pair above U+FFFF).
+            units = ch.encode("utf-16-be")
+            out += [f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)]
+    value = "".join(out)
+    # Leading blanks would be taken as part of the separator.
+    return "\\" + value if value.startswith(" ") else value
+
+
+def _server_properties(
+    port: int,
+    data_dir: Path,
+    sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
+    _check_sasl(port, sasl_port, sasl_users)
     controller = port + 1
+    listeners = f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller}"
+    advertised = f"PLAINTEXT://{HOST}:{port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    sasl: dict[str, str] = {}
+    if sasl_port is not None and sasl_users:
+        listeners += f",SASL_PLAINTEXT://{HOST}:{sasl_port}"
+        advertised += f",SASL_PLAINTEXT://{HOST}:{sasl_port}"
+        protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        users = " ".join(f"user_{name}={_jaas_quote(pw)}" for name, pw in sasl_users.items())
+        sasl = {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": _prop_value(
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            ),
+        }
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
+        **sasl,
         "log.dirs": _prop_path(data_dir),
         "offsets.topic.replication.factor": "1",
         "transaction.state.log.replication.factor": "1",
@@ -272,8 +351,11 @@ def _prop_path(path: Path) -> str:
     return path.resolve().as_posix()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, *, private: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if private:  # holds passwords: readable by the owner only, from the first byte
+        tmp.unlink(missing_ok=True)
+        tmp.touch(mode=0o600)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -454,13 +536,25 @@ def _stop_pid(pid: int, timeout: float) -> None:
 # ----------------------------------------------------------------------------- public API
 
 
-def up(port: int = 9092, *, timeout: float = 120.0, echo: Callable[[str], None] = print) -> str:
+def up(
+    port: int = 9092,
+    *,
+    timeout: float = 120.0,
+    echo: Callable[[str], None] = print,
+    sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
     """Start (if needed) a local broker on 127.0.0.1:`port`; return its bootstrap string.
 
     The controller listens on `port + 1`. Idempotent: returns at once if a broker answers.
+    With `sasl_port` and `sasl_users` (name -> password), a SASL_PLAINTEXT listener with
+    mechanism PLAIN also listens on `sasl_port`; the returned bootstrap stays the PLAINTEXT one.
     """
+    _check_sasl(port, sasl_port, sasl_users)
+    users = dict(sasl_users or {})
     bootstrap = bootstrap_for(port)
     if broker_ready(bootstrap):
+        _check_running_sasl(port, sasl_port, users)
         echo(f"Kafka is already running at {bootstrap}")
         return bootstrap
     with _port_lock(port):
@@ -468,36 +562,70 @@ def up(port: int = 9092, *, timeout: float = 120.0, echo: Callable[[str], None] 
         if pid is None:
             # Re-check under the lock: another process may have started it meanwhile.
             if broker_ready(bootstrap):
+                _check_running_sasl(port, sasl_port, users)
                 echo(f"Kafka is already running at {bootstrap}")
                 return bootstrap
-            for p, role in ((port, "Kafka"), (port + 1, "the Kafka controller")):
+            ports = [(port, "Kafka"), (port + 1, "the Kafka controller")]
+            if sasl_port is not None:
+                ports.append((sasl_port, "the Kafka SASL listener"))
+            needs = ", ".join(str(p) for p, _ in ports[:-1]) + f" and {ports[-1][0]}"
+            for p, role in ports:
                 if _port_open(p):
                     raise BrokerError(
                         f"port {p} on {HOST} (for {role}) is in use by another program, not by "
                         f"a Kafka broker; stop it or choose another port (the broker needs "
-                        f"{port} and {port + 1})"
+                        f"{needs})"
                     )
-            pid = _start(port, echo)
+            pid = _start(port, echo, sasl_port, users)
         else:
+            _check_running_sasl(port, sasl_port, users)
             echo(f"A broker (pid {pid}) is already starting on {bootstrap}; waiting for it ...")
         _wait_ready(port, pid, timeout)
     echo(f"Kafka is up at {bootstrap} (logs: {_broker_log(port)})")
     return bootstrap
 
 
-def _start(port: int, echo: Callable[[str], None]) -> int:
+def _check_running_sasl(port: int, sasl_port: int | None, users: Mapping[str, str]) -> None:
+    """With SASL asked for, the running broker must have been started with these settings."""
+    if sasl_port is None:
+        return  # an extra SASL listener does not hurt a PLAINTEXT user
+    state = _state_dir(port)
+    want = _server_properties(port, state / "data", sasl_port, users)
+    try:
+        have = (state / "server.properties").read_text(encoding="utf-8")
+    except OSError:
+        have = None
+    if have != want:
+        raise BrokerError(
+            f"a Kafka broker already runs at {bootstrap_for(port)}, but not with a SASL listener "
+            f"on {HOST}:{sasl_port} for these users; stop it first "
+            f"(driftline kafka down --port {port})"
+        )
+
+
+def _start(
+    port: int,
+    echo: Callable[[str], None],
+    sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> int:
     java = _java()
     ensure_jars(echo)
     state = _state_dir(port)
     data = state / "data"
     data.mkdir(parents=True, exist_ok=True)
     # Rewritten each time so a newer driftline's settings apply to old data.
-    _write_atomic(state / "server.properties", _server_properties(port, data))
+    _write_atomic(
+        state / "server.properties",
+        _server_properties(port, data, sasl_port, sasl_users),
+        private=sasl_port is not None,
+    )
     _write_atomic(state / "log4j2.properties", _log4j2_properties(_broker_log(port)))
     if not (data / "meta.properties").is_file():
         _format_storage(java, port, echo)
     cmd = _java_cmd(java, port, "kafka.Kafka", str((state / "server.properties").resolve()))
-    echo(f"Starting Kafka {KAFKA_VERSION} on {bootstrap_for(port)} ...")
+    sasl = f" (SASL/PLAIN on {bootstrap_for(sasl_port)})" if sasl_port is not None else ""
+    echo(f"Starting Kafka {KAFKA_VERSION} on {bootstrap_for(port)}{sasl} ...")
     with _stdout_log(port).open("ab") as out:
         proc = subprocess.Popen(
             cmd,

@@ -62,6 +62,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _sasl_user(text: str) -> tuple[str, str]:
+    name, colon, password = text.partition(":")
+    if not colon or not name or not password:  # the text is not echoed: it holds a password
+        raise argparse.ArgumentTypeError("expected NAME:PASSWORD, both non-empty")
+    return name, password
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline", description="Continual learning on Kafka event streams."
@@ -114,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = p.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     k = ksub.add_parser("up", help="start it (idempotent); returns once it accepts connections")
     k.add_argument("--port", type=_port, default=9092, help="client port (default 9092)")
+    # To try driftline against a secured cluster locally; PLAINTEXT stays on --port.
+    k.add_argument("--sasl-port", type=_port, metavar="PORT",
+                   help="also open a SASL_PLAINTEXT listener (mechanism PLAIN) on this port")
+    k.add_argument("--sasl-user", type=_sasl_user, action="append", metavar="NAME:PASSWORD",
+                   help="a user of the SASL listener (repeatable)")
     k = ksub.add_parser("down", help="stop it; its data is kept")
     k.add_argument("--port", type=_port, default=9092, help="client port (default 9092)")
     k.add_argument("--delete-data", action="store_true", help="also delete its topics")
@@ -165,7 +177,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from consumers.kafka_io import KafkaSink, broker_ready, create_topic
+    from consumers.kafka_io import KafkaSink, broker_problem, create_topic
+    from driftline.cluster import cluster
     from driftline.config import settings_from_dict
     from driftline.publish import Progress, publish
 
@@ -178,12 +191,14 @@ def _publish(args: argparse.Namespace) -> int:
     if overrides:  # validated like the file's keys
         kafka = {**settings.kafka.__dict__, **overrides}
         settings = settings_from_dict({"kafka": kafka})
-    bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topic
+    bootstrap, topic = cluster(settings.kafka), settings.kafka.topic
     if args.loop and args.synthetic:
         raise DataError("--loop: only with --csv or --dataset")
     rows = _rows(args, None if args.loop else args.limit)
-    if not broker_ready(bootstrap):
-        raise BrokerError(f"no Kafka broker answers at {bootstrap} (try: driftline kafka up)")
+    problem = broker_problem(bootstrap)
+    if problem is not None:
+        hint = " (try: driftline kafka up)" if problem.startswith("nothing listens") else ""
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {problem}{hint}")
     if create_topic(bootstrap, topic, args.partitions):
         log.info("created topic %s with %d partition(s)", topic, args.partitions)
     labels = topic
@@ -223,7 +238,8 @@ def _kafka(args: argparse.Namespace) -> int:
     from driftline import broker
 
     if args.kafka_command == "up":
-        bootstrap = broker.up(args.port)
+        users = dict(args.sasl_user) if args.sasl_user else None
+        bootstrap = broker.up(args.port, sasl_port=args.sasl_port, sasl_users=users)
         print(bootstrap)
     else:
         broker.down(args.port, delete_data=args.delete_data)

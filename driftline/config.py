@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ from consumers import wire
 from consumers.wire import FEATURE_KINDS
 from driftline.errors import ConfigError
 from pipeline.names import DETECTOR_NAMES, ENSEMBLE, RESPONSES
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Where the SASL password is read from when the file does not set `[kafka] sasl_password`.
+SASL_PASSWORD_ENV = "DRIFTLINE_KAFKA_SASL_PASSWORD"
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -40,6 +46,17 @@ class KafkaSettings:
     session_timeout_ms: int = 10_000
     # None means "<topic>.predictions" (resolved in `Settings`); "" turns predictions off
     predictions_topic: str | None = None
+    # How to reach the brokers: TLS, SASL, or both (README, "Secured clusters").
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    # "" with SASL: read from the environment (SASL_PASSWORD_ENV) at start-up, so that a
+    # secret need not be written into the config file.
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_check_hostname: bool = True
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,13 @@ def _bootstrap(key: str, value: Any) -> str:
     return value
 
 
+def _optional_file(key: str, value: Any) -> str:
+    value = _optional_string(key, value)
+    if value and not Path(value).is_file():
+        raise ConfigError(f"{key}: no such file: {value}")
+    return value
+
+
 def _choice(options: tuple[str, ...]) -> Check:
     def check(key: str, value: Any) -> str:
         if value not in options:
@@ -303,6 +327,14 @@ _SCHEMA: dict[str, tuple[type, dict[str, Check]]] = {
             "max_poll_records": _int(1, 100_000),
             "group_instance_id": _optional_string,
             "session_timeout_ms": _int(1000, 3_600_000),
+            "security_protocol": _choice(SECURITY_PROTOCOLS),
+            "sasl_mechanism": _choice(SASL_MECHANISMS),
+            "sasl_username": _optional_string,
+            "sasl_password": _optional_string,
+            "ssl_cafile": _optional_file,
+            "ssl_certfile": _optional_file,
+            "ssl_keyfile": _optional_file,
+            "ssl_check_hostname": _bool,
         },
     ),
     "drift": (
@@ -424,6 +456,9 @@ def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
         else:
             raise _unknown(key, known, "top level")
     settings = Settings(**values)
+    kafka = _security(settings.kafka)
+    if kafka is not settings.kafka:
+        settings = replace(settings, kafka=kafka)
     if settings.dead_letter_topic == settings.kafka.topic:
         raise ConfigError("kafka.dead_letter_topic: must differ from kafka.topic")
     if settings.predictions_topic in (settings.kafka.topic, settings.dead_letter_topic):
@@ -437,6 +472,39 @@ def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
             settings.state_topic if settings.checkpoint.store == "kafka" else ""):
         raise ConfigError("labels.topic: the labels topic must be a topic of its own")
     return settings
+
+
+def _security(k: KafkaSettings) -> KafkaSettings:
+    """Check that the security keys fit together; with SASL and no `sasl_password`, take it
+    from the environment. A key that the protocol does not use is refused rather than ignored:
+    credentials set under a protocol that sends none mean a forgotten `security_protocol`."""
+    protocol = k.security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if not sasl:
+        for key in ("sasl_username", "sasl_password"):
+            if getattr(k, key):
+                raise ConfigError(f"kafka.{key}: set, but security_protocol = {protocol!r} sends "
+                                  "no credentials (SASL_PLAINTEXT or SASL_SSL does)")
+    if not tls:
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(k, key):
+                raise ConfigError(f"kafka.{key}: set, but security_protocol = {protocol!r} does "
+                                  "not use TLS (SSL or SASL_SSL does)")
+    if k.ssl_keyfile and not k.ssl_certfile:
+        raise ConfigError("kafka.ssl_keyfile: the key of a client certificate, but "
+                          "kafka.ssl_certfile is not set")
+    if not sasl:
+        return k
+    if not k.sasl_username:
+        raise ConfigError(f"kafka.sasl_username: required with security_protocol = {protocol!r}")
+    if k.sasl_password:
+        return k
+    password = os.environ.get(SASL_PASSWORD_ENV, "")
+    if not password:
+        raise ConfigError(f"kafka.sasl_password: required with security_protocol = "
+                          f"{protocol!r}: set it, or the environment variable "
+                          f"{SASL_PASSWORD_ENV}")
+    return replace(k, sasl_password=password)
 
 
 def load_settings(path: str | Path | None) -> Settings:

@@ -364,3 +364,70 @@ def test_validation_limits_load_and_are_checked(tmp_path):
                       ("max_string_value_chars = -1", "max_string_value_chars")]:
         with pytest.raises(ConfigError, match=rf"validation\.{key}"):
             load(tmp_path, f"[validation]\n{text}\n")
+
+
+# --- a secured cluster --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[kafka]\nsecurity_protocol = "SASL"\n', "kafka.security_protocol: 'SASL' is not one of"),
+        ('[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "u"\nsasl_password = "p"\n'
+         'sasl_mechanism = "SCRAM"\n', "kafka.sasl_mechanism: 'SCRAM' is not one of"),
+        ('[kafka]\nsasl_username = "u"\n', "kafka.sasl_username: set, but security_protocol = "
+                                           "'PLAINTEXT' sends no credentials"),
+        ('[kafka]\nsecurity_protocol = "SSL"\nsasl_password = "p"\n', "kafka.sasl_password: set"),
+        ('[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_password = "p"\n',
+         "kafka.sasl_username: required with security_protocol = 'SASL_PLAINTEXT'"),
+        ('[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_username = "u"\n',
+         "kafka.sasl_password: required with security_protocol = 'SASL_SSL': set it, or the "
+         "environment variable DRIFTLINE_KAFKA_SASL_PASSWORD"),
+        ('[kafka]\nsecurity_protocol = "SSL"\nssl_cafile = "/no/such/ca.pem"\n',
+         "kafka.ssl_cafile: no such file: /no/such/ca.pem"),
+        ('[kafka]\nssl_check_hostname = "yes"\n', "kafka.ssl_check_hostname: expected true or"),
+    ],
+)
+def test_security_settings_that_do_not_fit_name_the_key(tmp_path, monkeypatch, text, expected):
+    monkeypatch.delenv("DRIFTLINE_KAFKA_SASL_PASSWORD", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    assert expected in str(info.value)
+
+
+def test_tls_keys_without_tls_are_refused(tmp_path):
+    (tmp_path / "ca.pem").write_text("x")
+    with pytest.raises(ConfigError, match=re.escape(
+            "kafka.ssl_cafile: set, but security_protocol = 'SASL_PLAINTEXT' does not use TLS")):
+        load(tmp_path, f'[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_username = "u"\n'
+                       f'sasl_password = "p"\nssl_cafile = "{tmp_path / "ca.pem"}"\n')
+    key = tmp_path / "ca.pem"
+    with pytest.raises(ConfigError, match=re.escape("kafka.ssl_keyfile: the key of a client")):
+        load(tmp_path, f'[kafka]\nsecurity_protocol = "SSL"\nssl_keyfile = "{key}"\n')
+
+
+def test_a_sasl_password_comes_from_the_environment_and_is_never_shown(tmp_path, monkeypatch):
+    from consumers.kafka_io import _connection
+    from driftline.cluster import cluster
+
+    monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_PASSWORD", "hunter2")
+    (tmp_path / "ca.pem").write_text("x")
+    settings = load(tmp_path, '[kafka]\nbootstrap_servers = "b1:9093,b2:9093"\n'
+                              'security_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\n'
+                              f'sasl_username = "svc"\nssl_cafile = "{tmp_path / "ca.pem"}"\n')
+    assert settings.kafka.sasl_password == "hunter2"
+    brokers = cluster(settings.kafka)
+    assert "hunter2" not in repr(settings) and "hunter2" not in repr(brokers)
+    assert str(brokers) == "b1:9093,b2:9093"  # what error messages name
+    assert _connection(brokers) == {
+        "bootstrap_servers": "b1:9093,b2:9093", "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "svc",
+        "sasl_plain_password": "hunter2", "ssl_check_hostname": True,
+        "ssl_cafile": str(tmp_path / "ca.pem"),
+    }
+    # the file's password wins over the environment's
+    file_set = load(tmp_path, '[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+                              'sasl_username = "svc"\nsasl_password = "from-file"\n')
+    assert file_set.kafka.sasl_password == "from-file"
+    assert _connection(cluster(Settings().kafka)) == {"bootstrap_servers": "127.0.0.1:9092",
+                                                      "security_protocol": "PLAINTEXT"}
