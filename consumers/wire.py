@@ -210,6 +210,8 @@ class Decoder:
             return Rejection("empty", "the message has no value")
         if len(value) > self.max_bytes:
             return Rejection("too_large", f"{len(value)} bytes, more than {self.max_bytes}")
+        if value[0] == 0:  # JSON never starts with a zero byte
+            return self._framed(value)
         # orjson first: strict RFC 8259 and about four times as fast. On what it accepts, it
         # reads what the standard decoder reads, but for integers beyond 64 bits, which it
         # makes floats: an id or a label of that kind, or a feature float beyond MAX_INT, is
@@ -226,6 +228,22 @@ class Decoder:
                 type(y) is float and not -MAX_INT < y < MAX_INT):
             return self._standard(value)
         return self._check(obj, value)
+
+    def _framed(self, value: bytes) -> Event | Rejection:
+        """A message framed by a Schema Registry serializer (Confluent's wire format): a zero
+        byte, a 4-byte schema id, the payload. A JSON payload (the JSON Schema serializer's) is
+        read as if it were the message; Avro and Protobuf payloads need the registry to be read,
+        and are refused with the schema id named."""
+        if len(value) < 6:
+            return Rejection("not_json", f"{len(value)} bytes starting with a zero byte")
+        schema_id = int.from_bytes(value[1:5], "big")
+        event = self.decode(value[5:]) if value[5] != 0 else None
+        if event is None or (isinstance(event, Rejection)
+                             and event.reason in ("not_json", "not_utf8")):
+            return Rejection("not_json", f"a Schema Registry frame (schema id {schema_id}) "
+                                         "around a payload that is not JSON: only JSON "
+                                         "payloads are read (Avro and Protobuf need the registry)")
+        return event
 
     def _standard(self, value: bytes) -> Event | Rejection:
         """`value` through the standard library's decoder, which says what is wrong with it."""

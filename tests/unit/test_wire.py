@@ -412,3 +412,30 @@ def test_the_fast_path_for_plain_numbers_decides_as_the_full_check(x, y, event_i
     finally:
         wire._plain, wire.orjson = plain, fast_json
     assert fast == full
+
+
+def _frame(payload: bytes, schema_id: int = 7) -> bytes:
+    """Confluent's wire format: a zero byte, the schema id (4 bytes, big-endian), the payload."""
+    return b"\x00" + schema_id.to_bytes(4, "big") + payload
+
+
+def test_a_json_payload_framed_by_a_schema_registry_serializer_is_read_as_it_is():
+    plain = b'{"id": "e1", "x": {"a": 1.5, "city": "Oslo"}, "y": "yes"}'
+    assert decode(_frame(plain)) == decode(plain)
+    assert isinstance(decode(_frame(plain)), Event)
+    # the checks still apply to what is inside the frame
+    inner = decode(_frame(b'{"x": {"a": NaN}, "y": 1}'))
+    assert isinstance(inner, Rejection) and inner.reason == "not_finite"
+
+
+@pytest.mark.parametrize("payload", [b"\x02\x06abc\x00", b"\x00\x02\x10\x01", b"{not json"])
+def test_a_framed_payload_that_is_not_json_is_refused_with_its_schema_id(payload):
+    rejected = decode(_frame(payload, schema_id=4242))
+    assert isinstance(rejected, Rejection) and rejected.reason == "not_json"
+    assert "schema id 4242" in rejected.detail and "Avro" in rejected.detail
+
+
+@pytest.mark.parametrize("value", [b"\x00", b"\x00\x00\x00\x00\x07"])
+def test_a_zero_byte_too_short_for_a_frame_is_not_json(value):
+    rejected = decode(value)
+    assert isinstance(rejected, Rejection) and rejected.reason == "not_json"
