@@ -27,7 +27,10 @@ from typing import Any, NamedTuple
 import orjson
 
 DEFAULT_MAX_BYTES = 1_000_000
-DEFAULT_MAX_ABS_VALUE = 1e12
+# Far above any measured quantity (an epoch timestamp in nanoseconds is about 1.8e18), far
+# below where a square overflows a float (1.3e154), against which the scaler and the trees also
+# guard (docs/validation.md). At 1e12 before, a timestamp in milliseconds was out of range.
+DEFAULT_MAX_ABS_VALUE = 1e100
 DEFAULT_MAX_FEATURES = 1000
 DEFAULT_MAX_LABEL_CHARS = 256
 DEFAULT_MAX_ID_CHARS = 256
@@ -287,9 +290,9 @@ class Decoder:
                 )
             t = type(v)
             if t is float:
+                if value is not None and not -MAX_INT < v < MAX_INT:
+                    return self._standard(value)  # maybe an integer literal to orjson
                 if not -max_abs <= v <= max_abs:  # NaN fails every comparison
-                    if value is not None and not -MAX_INT < v < MAX_INT:
-                        return self._standard(value)  # maybe an integer literal to orjson
                     if v - v != 0.0:  # inf - inf is nan; nan - nan is nan; finite - itself is 0
                         return Rejection("not_finite", f"feature {_name(key)} is {v}")
                     return Rejection(
