@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import random
 from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
+from river import proba, stats
 from river.tree.nodes.branch import (
     DTBranch,
     NominalBinaryBranch,
@@ -89,12 +91,37 @@ def naive_bayes(x: dict, stats: dict, splitters: dict) -> dict:
     return _normalised(votes)
 
 
+class LeanGaussian(proba.Gaussian):
+    """River's `Gaussian` without a random number generator of its own until `sample` asks for
+    one. A tree keeps a Gaussian per leaf, feature and class and never samples from it; River's
+    seeds a `random.Random` for each (from the system: about 15 µs), which then takes some
+    2.5 kB of memory and 3.8 kB of every checkpoint (of 4.0 kB for the whole Gaussian)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+        self._var = stats.Var(ddof=1)
+
+    def sample(self) -> float:
+        if "_rng" not in self.__dict__:
+            self._rng = random.Random(self.seed)
+        return super().sample()
+
+
 class FastGaussianSplitter(GaussianSplitter):
     """River's `GaussianSplitter`, its split candidates evaluated with each class's mean and
     deviation read once per attempt instead of once per candidate and class (River reads them
     through properties for every one of its 10 candidates), and the information gain (the
     Hoeffding trees' default criterion) written out: the same arithmetic, the same merits to
-    the last bit, about a third of the cost of a split attempt."""
+    the last bit, about a third of the cost of a split attempt. Its Gaussians are
+    `LeanGaussian`s."""
+
+    def update(self, att_val: Any, target_val: Any, w: float) -> None:
+        if att_val is not None and target_val not in self._att_dist_per_class:
+            # what River's update does for a class's first value, with a lean Gaussian
+            self._att_dist_per_class[target_val] = LeanGaussian()
+            self._min_per_class[target_val] = att_val
+            self._max_per_class[target_val] = att_val
+        super().update(att_val, target_val, w)
 
     def best_evaluated_split_suggestion(self, criterion: Any, pre_split_dist: Any,
                                         att_idx: Hashable, binary_only: bool) -> BranchFactory:
