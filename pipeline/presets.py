@@ -32,7 +32,12 @@ from river.forest.adaptive_random_forest import BaseTreeClassifier
 from river.tree.base import Branch
 from river.tree.nodes.branch import DTBranch
 
-from pipeline.leaves import AnyLabelsNominalSplitter, FastLeaves, ordered_classes
+from pipeline.leaves import (
+    AnyLabelsNominalSplitter,
+    FastLeaves,
+    LeanGaussianSplitter,
+    ordered_classes,
+)
 from pipeline.neighbors import WindowKNN
 from pipeline.onevsrest import OneVsRest, Scaled
 from pipeline.preprocessing import TreeStrings
@@ -184,8 +189,12 @@ PRESETS: dict[str, Callable[[], Any]] = {
     "softmax_regression": lambda: Scaled(linear_model.SoftmaxRegression()),
     "hoeffding_tree": lambda: HoeffdingTree(),
     "hoeffding_tree_fast": lambda: TaggedFastHoeffdingTree(binary_split=True),
-    "hoeffding_adaptive_tree": lambda: HoeffdingAdaptiveTree(seed=1),
-    "adaptive_random_forest": lambda: AdaptiveRandomForest(seed=1),
+    # River's splitter, but for Gaussians without a random generator each (the same numbers,
+    # checkpoints a fraction of the size: pipeline.leaves.LeanGaussian)
+    "hoeffding_adaptive_tree": lambda: HoeffdingAdaptiveTree(seed=1,
+                                                             splitter=LeanGaussianSplitter()),
+    "adaptive_random_forest": lambda: AdaptiveRandomForest(seed=1,
+                                                           splitter=LeanGaussianSplitter()),
     # Gaussian naive Bayes needs the zeros of one-hot encoding (an absent feature is not a 0 to
     # it): River's encoder keeps them.
     "gaussian_nb": lambda: (

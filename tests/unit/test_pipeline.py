@@ -8,6 +8,7 @@ import random
 import pytest
 from river import (
     datasets,
+    forest,
     linear_model,
     metrics,
     multiclass,
@@ -1251,3 +1252,19 @@ def test_a_trees_gaussians_carry_no_random_generator_into_checkpoints():
     g = gaussians[0]
     assert math.isfinite(g.sample())  # a generator only when asked for
     assert isinstance(pickle.loads(pickle.dumps(g)).sample(), float)
+
+
+@pytest.mark.parametrize("preset", ["hoeffding_adaptive_tree", "adaptive_random_forest"])
+def test_rivers_tree_presets_predict_as_rivers_own_with_a_fraction_of_the_state(preset):
+    """The two presets that are River's trees (their Gaussians lean, `LeanGaussianSplitter`)
+    give River's probabilities at every event, and pickle to a fraction of River's size."""
+    import pickle
+
+    rivers = {"hoeffding_adaptive_tree": lambda: tree.HoeffdingAdaptiveTreeClassifier(seed=1),
+              "adaptive_random_forest": lambda: forest.ARFClassifier(seed=1)}[preset]()
+    ours = build_model(preset)
+    for x, y in bundled("elec", limit=1500):
+        assert ours.predict_proba_one(x) == pytest.approx(rivers.predict_proba_one(x), abs=1e-12)
+        ours.learn_one(x, y)
+        rivers.learn_one(x, y)
+    assert len(pickle.dumps(ours)) * 5 < len(pickle.dumps(rivers))
