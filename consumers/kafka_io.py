@@ -109,11 +109,18 @@ JOIN_STALLED_AFTER = 2.0
 
 @contextmanager
 def _broker(what: str) -> Iterator[None]:
-    """Raise the client's errors inside the block as `BrokerUnavailable`, saying what failed."""
+    """Raise the client's errors inside the block as `BrokerUnavailable`, saying what failed
+    (and that the broker refused the login, which the client tells its log only)."""
+    refusals = _Refusals()
+    client_log = logging.getLogger("kafka")
+    client_log.addHandler(refusals)
     try:
         yield
     except KafkaError as exc:
-        raise BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        refused = f"; {refusals.reason}" if refusals.reason else ""
+        raise BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}{refused}") from exc
+    finally:
+        client_log.removeHandler(refusals)
 
 
 def broker_ready(bootstrap: Brokers, timeout: float = 3.0) -> bool:
