@@ -160,18 +160,22 @@ def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
 
 
 class _Refusals(logging.Handler):
-    """Catches the client's log of a refused login. kafka-python takes a wrong SASL password
-    for an unreachable broker ("Unable to bootstrap") and only logs the broker's refusal."""
+    """Catches the client's log of a refused login or a failed TLS handshake. kafka-python
+    takes either for an unreachable broker ("Unable to bootstrap") and only logs the cause."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.reason = ""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.reason:
+            return
         message = record.getMessage()
-        if "AuthenticationFailed" in message and not self.reason:
+        if "AuthenticationFailed" in message:
             detail = message.rpartition("Error: ")[2].rstrip(")")
             self.reason = f"the broker refused the login: {detail}"
+        elif "Handshake failed: " in message:
+            self.reason = f"the TLS handshake failed: {message.partition('Handshake failed: ')[2]}"
 
 
 def create_topic(bootstrap: Brokers, name: str, partitions: int = 1,
