@@ -102,6 +102,9 @@ def _connection(brokers: Brokers) -> dict[str, Any]:
 # records are held until handed on: at most this much per assigned partition.
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
+# How long `broker_problem` lets the client try to log in with SASL (see there).
+SASL_BOOTSTRAP_SECONDS = 10.0
+
 # A leader applies its join milliseconds after assigning; past this, the client dropped it.
 # Doubled after each join anew until one is applied: a slow group must not rebalance forever.
 JOIN_STALLED_AFTER = 2.0
@@ -137,6 +140,7 @@ def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
         socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout).close()
     except (OSError, ValueError) as exc:
         return f"nothing listens at {host}:{port} ({exc})"
+    sasl = isinstance(bootstrap, Cluster) and bootstrap.protocol.startswith("SASL_")
     refusals = _Refusals()
     client_log = logging.getLogger("kafka")
     client_log.addHandler(refusals)
@@ -144,10 +148,16 @@ def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
         admin = KafkaAdminClient(
             **_connection(bootstrap),
             request_timeout_ms=int(timeout * 1000),
-            bootstrap_timeout_ms=int(timeout * 1000),
+            # The client reads a refused login's answer on some tries only (on others it sees
+            # the connection closed first): with SASL, give it tries enough to see one.
+            bootstrap_timeout_ms=int(max(timeout, SASL_BOOTSTRAP_SECONDS if sasl else 0) * 1000),
         )
     except (KafkaError, OSError, ValueError) as exc:
-        return refusals.reason or f"{type(exc).__name__}: {exc}"
+        if refusals.reason:
+            return refusals.reason
+        hint = (" (a refused SASL login can show as this too: check sasl_username, "
+                "sasl_password and sasl_mechanism)") if sasl else ""
+        return f"{type(exc).__name__}: {exc}{hint}"
     finally:
         client_log.removeHandler(refusals)
     try:

@@ -59,7 +59,10 @@ def test_the_service_learns_through_a_sasl_listener_and_a_wrong_password_is_name
         done = driftline("publish", "--config", str(config), "--dataset", "elec", "--limit",
                          "10", check=False)
         assert done.returncode != 0
-        assert "the broker refused the login: Authentication failed" in done.stderr, done.stderr
+        # kafka-python reads the broker's answer on some tries only (on others it sees the
+        # connection closed first): the refusal when one came, else the hint
+        assert ("the broker refused the login: Authentication failed" in done.stderr
+                or "a refused SASL login can show as this too" in done.stderr), done.stderr
         assert "pw-WRONG-7421" not in done.stderr and "s3cret" not in done.stderr
         # the service retries, and each warning says why
         with Service(config, tmp_path / "refused.log") as refused:
