@@ -113,17 +113,14 @@ JOIN_STALLED_AFTER = 2.0
 @contextmanager
 def _broker(what: str) -> Iterator[None]:
     """Raise the client's errors inside the block as `BrokerUnavailable`, saying what failed
-    (and that the broker refused the login, which the client tells its log only)."""
-    refusals = _Refusals()
-    client_log = logging.getLogger("kafka")
-    client_log.addHandler(refusals)
+    (and why the broker refused the connection, which the client tells its log only)."""
+    mark = _REFUSALS.seen
     try:
         yield
     except KafkaError as exc:
-        refused = f"; {refusals.reason}" if refusals.reason else ""
+        reason = _REFUSALS.since(mark)
+        refused = f"; {reason}" if reason else ""
         raise BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}{refused}") from exc
-    finally:
-        client_log.removeHandler(refusals)
 
 
 def broker_ready(bootstrap: Brokers, timeout: float = 3.0) -> bool:
@@ -141,9 +138,7 @@ def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
     except (OSError, ValueError) as exc:
         return f"nothing listens at {host}:{port} ({exc})"
     sasl = isinstance(bootstrap, Cluster) and bootstrap.protocol.startswith("SASL_")
-    refusals = _Refusals()
-    client_log = logging.getLogger("kafka")
-    client_log.addHandler(refusals)
+    mark = _REFUSALS.seen
     try:
         admin = KafkaAdminClient(
             **_connection(bootstrap),
@@ -153,13 +148,12 @@ def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
             bootstrap_timeout_ms=int(max(timeout, SASL_BOOTSTRAP_SECONDS if sasl else 0) * 1000),
         )
     except (KafkaError, OSError, ValueError) as exc:
-        if refusals.reason:
-            return refusals.reason
+        reason = _REFUSALS.since(mark)
+        if reason:
+            return reason
         hint = (" (a refused SASL login can show as this too: check sasl_username, "
                 "sasl_password and sasl_mechanism)") if sasl else ""
         return f"{type(exc).__name__}: {exc}{hint}"
-    finally:
-        client_log.removeHandler(refusals)
     try:
         admin.list_topics()
         return None
@@ -170,22 +164,34 @@ def broker_problem(bootstrap: Brokers, timeout: float = 3.0) -> str | None:
 
 
 class _Refusals(logging.Handler):
-    """Catches the client's log of a refused login or a failed TLS handshake. kafka-python
-    takes either for an unreachable broker ("Unable to bootstrap") and only logs the cause."""
+    """Watches the client's log for a refused login or a failed TLS handshake: kafka-python
+    takes either for an unreachable broker ("Unable to bootstrap") and only logs the cause.
+    One handler for the process, on the client's logger, so that the hot path (`_broker`
+    around each poll) only notes `seen` and reads the cause when a call has failed."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self.reason = ""
+        self.seen = 0  # causes seen so far
+        self.reason = ""  # the last one
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.reason:
-            return
         message = record.getMessage()
         if "AuthenticationFailed" in message:
             detail = message.rpartition("Error: ")[2].rstrip(")")
             self.reason = f"the broker refused the login: {detail}"
         elif "Handshake failed: " in message:
             self.reason = f"the TLS handshake failed: {message.partition('Handshake failed: ')[2]}"
+        else:
+            return
+        self.seen += 1
+
+    def since(self, mark: int) -> str:
+        """The last cause, if one was seen after `seen` was `mark`; else ""."""
+        return self.reason if self.seen > mark else ""
+
+
+_REFUSALS = _Refusals()
+logging.getLogger("kafka").addHandler(_REFUSALS)
 
 
 def create_topic(bootstrap: Brokers, name: str, partitions: int = 1,

@@ -69,11 +69,13 @@ def driftline(*args: str, timeout: float = 180, check: bool = True) -> subproces
     )
 
 
-def write_config(path: Path, bootstrap: str, topic: str, port: int, **sections: str) -> Path:
-    """A config file for one test: its own topic, group and metrics port; extra TOML appended."""
+def write_config(path: Path, bootstrap: str, topic: str, port: int, kafka: str = "",
+                 **sections: str) -> Path:
+    """A config file for one test: its own topic, group and metrics port; `kafka`: more lines
+    of [kafka]; extra TOML appended."""
     text = (
         f'[kafka]\nbootstrap_servers = "{bootstrap}"\ntopic = "{topic}"\n'
-        f'group_id = "{topic}-group"\n\n[metrics]\nport = {port}\n\n'
+        f'group_id = "{topic}-group"\n{kafka}\n[metrics]\nport = {port}\n\n'
         f'[checkpoint]\ndir = "{path.parent / "state"}"\n\n'
     )
     text += "\n".join(sections.values())

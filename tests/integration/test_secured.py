@@ -20,6 +20,7 @@ from tests.integration.support import (
     free_port,
     sample,
     wait_for,
+    write_config,
 )
 
 
@@ -32,6 +33,23 @@ def _ports() -> int:
     raise RuntimeError("no three free ports in a row")
 
 
+def _learns(config: Path, metrics_port: int, log: Path) -> None:
+    """`publish` 300 Elec2 events through the config's brokers, and the service learns them."""
+    driftline("publish", "--config", str(config), "--dataset", "elec", "--limit", "300")
+    with Service(config, log) as service:
+        wait_for(lambda: sample(metrics_port, "driftline_events_total", outcome="learned") == 300,
+                 timeout=90, what="the events learned through the secured listener")
+        assert service.stop() == 0
+
+
+def _publish_fails(config: Path) -> str:
+    """`publish` through the config's brokers, which must fail: what it printed."""
+    done = driftline("publish", "--config", str(config), "--dataset", "elec", "--limit", "10",
+                     check=False)
+    assert done.returncode != 0
+    return done.stderr
+
+
 def test_the_service_learns_through_a_sasl_listener_and_a_wrong_password_is_named(
         tmp_path, monkeypatch):
     from driftline import broker
@@ -40,30 +58,20 @@ def test_the_service_learns_through_a_sasl_listener_and_a_wrong_password_is_name
     sasl = port + 2
     broker.up(port, sasl_port=sasl, sasl_users={"alice": "s3cret"})
     try:
-        topic = "secured-events"
         metrics_port = free_port()
-        config = tmp_path / "driftline.toml"
-        config.write_text(
-            f'[kafka]\nbootstrap_servers = "127.0.0.1:{sasl}"\ntopic = "{topic}"\n'
-            'security_protocol = "SASL_PLAINTEXT"\nsasl_username = "alice"\n\n'
-            f'[metrics]\nport = {metrics_port}\n\n[checkpoint]\ndir = "{tmp_path / "state"}"\n')
+        config = write_config(
+            tmp_path / "driftline.toml", f"127.0.0.1:{sasl}", "secured-events", metrics_port,
+            kafka='security_protocol = "SASL_PLAINTEXT"\nsasl_username = "alice"\n')
         monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_PASSWORD", "s3cret")
-        driftline("publish", "--config", str(config), "--dataset", "elec", "--limit", "300")
-        with Service(config, tmp_path / "serve.log") as service:
-            wait_for(lambda: sample(metrics_port, "driftline_events_total",
-                                    outcome="learned") == 300,
-                     timeout=90, what="the events learned through the SASL listener")
-            assert service.stop() == 0
+        _learns(config, metrics_port, tmp_path / "serve.log")
 
         monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_PASSWORD", "pw-WRONG-7421")
-        done = driftline("publish", "--config", str(config), "--dataset", "elec", "--limit",
-                         "10", check=False)
-        assert done.returncode != 0
+        stderr = _publish_fails(config)
         # kafka-python reads the broker's answer on some tries only (on others it sees the
         # connection closed first): the refusal when one came, else the hint
-        assert ("the broker refused the login: Authentication failed" in done.stderr
-                or "a refused SASL login can show as this too" in done.stderr), done.stderr
-        assert "pw-WRONG-7421" not in done.stderr and "s3cret" not in done.stderr
+        assert ("the broker refused the login: Authentication failed" in stderr
+                or "a refused SASL login can show as this too" in stderr), stderr
+        assert "pw-WRONG-7421" not in stderr and "s3cret" not in stderr
         # the service retries, and each warning says why
         with Service(config, tmp_path / "refused.log") as refused:
             wait_for(lambda: "the broker refused the login" in refused.output(), timeout=90,
@@ -119,26 +127,16 @@ def test_the_service_learns_through_a_tls_listener_and_an_untrusted_one_is_named
     broker.up(port)
     try:
         metrics_port = free_port()
-        config = tmp_path / "driftline.toml"
-        config.write_text(
-            f'[kafka]\nbootstrap_servers = "127.0.0.1:{tls}"\ntopic = "tls-events"\n'
-            f'security_protocol = "SSL"\nssl_cafile = "{pem.as_posix()}"\n\n'
-            f'[metrics]\nport = {metrics_port}\n\n[checkpoint]\ndir = "{tmp_path / "state"}"\n')
-        driftline("publish", "--config", str(config), "--dataset", "elec", "--limit", "300")
-        with Service(config, tmp_path / "serve.log") as service:
-            wait_for(lambda: sample(metrics_port, "driftline_events_total",
-                                    outcome="learned") == 300,
-                     timeout=90, what="the events learned through the TLS listener")
-            assert service.stop() == 0
+        config = write_config(
+            tmp_path / "driftline.toml", f"127.0.0.1:{tls}", "tls-events", metrics_port,
+            kafka=f'security_protocol = "SSL"\nssl_cafile = "{pem.as_posix()}"\n')
+        _learns(config, metrics_port, tmp_path / "serve.log")
 
         # A certificate authority that did not sign the broker's certificate
         (tmp_path / "other").mkdir()
         _, stranger = _self_signed(tmp_path / "other", "changeit")
         config.write_text(config.read_text().replace(pem.as_posix(), stranger.as_posix()))
-        done = driftline("publish", "--config", str(config), "--dataset", "elec", "--limit",
-                         "10", check=False)
-        assert done.returncode != 0
-        assert "the TLS handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED]" in done.stderr, \
-            done.stderr
+        stderr = _publish_fails(config)
+        assert "the TLS handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED]" in stderr, stderr
     finally:
         broker.down(port, delete_data=True)
