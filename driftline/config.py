@@ -39,7 +39,7 @@ class KafkaSettings:
     group_id: str = "driftline"
     auto_offset_reset: str = "earliest"
     dead_letter_topic: str = ""  # "" means "<topic>.dlq", resolved in `Settings`
-    max_poll_records: int = 500
+    max_poll_records: int = 10_000  # a cap: each poll takes about half a second of work
     # Static group membership: a restarted instance takes its partitions back at once instead
     # of waiting for the session to time out. "" derives one from the host and state folder.
     group_instance_id: str = ""

@@ -112,3 +112,30 @@ def test_a_source_on_a_topic_created_just_before_is_assigned_with_short_polls(
         assert 0 in source.assignment()
     finally:
         source.close()
+
+
+def test_a_poll_is_sized_to_the_callers_pace(
+        kafka_bootstrap: str, new_topic: Callable[..., str]) -> None:
+    """On a backlog, a caller that works fast gets large polls (the client's next fetch then
+    arrives while it works) and a slow one gets small ones: a batch is about half a second of
+    the caller's work, within [500, max_poll_records]."""
+    topic = new_topic()
+    sink = KafkaSink(kafka_bootstrap, linger_ms=20)
+    try:
+        for i in range(30_000):
+            sink.send(topic, b'{"x": {"a": %d}}' % i)
+        sink.flush(timeout=30)
+    finally:
+        sink.close()
+    source = KafkaSource(kafka_bootstrap, topic, f"{topic}-group", max_poll_records=8_000)
+    try:
+        first = _poll_until_any(source)
+        assert 0 < len(first) <= kafka_io.MIN_POLL_RECORDS  # no pace known yet
+        sizes = [len(source.poll(timeout_ms=2_000)) for _ in range(3)]  # handed on at once
+        assert max(sizes) > kafka_io.MIN_POLL_RECORDS, sizes
+        assert max(sizes) <= 8_000, sizes
+        time.sleep(2.0)  # a caller that took 2 s over its last batch of at most 8,000
+        assert 0 < len(source.poll(timeout_ms=2_000)) <= max(
+            kafka_io.MIN_POLL_RECORDS, int(sizes[-1] / 2.0 * kafka_io.BATCH_SECONDS) + 1)
+    finally:
+        source.close()

@@ -38,7 +38,7 @@ def load(tmp_path, text):
 def test_defaults():
     s = Settings()
     assert load_settings(None) == s
-    assert s.kafka == KafkaSettings("127.0.0.1:9092", "events", "driftline", "earliest", "", 500)
+    assert s.kafka == KafkaSettings("127.0.0.1:9092", "events", "driftline", "earliest", "", 10_000)
     assert s.dead_letter_topic == "events.dlq"
     assert [m.name for m in s.models] == [
         "passive_aggressive", "logistic_regression", "hoeffding_tree", "knn"]
