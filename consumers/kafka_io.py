@@ -391,13 +391,13 @@ class KafkaSource:
                                          self._max_records)
         with _broker(f"poll {self.topic}"):
             # On a backlog (the last poll brought MIN_POLL_RECORDS or more), first without
-            # waiting: kafka-python 3.0
-            # sleeps `retry_backoff_ms` (100 ms) in a poll that finds its buffer empty while
-            # the fetch it waits for completes (it then holds no fetch in flight to wait on),
-            # though the records are there; a poll that does not wait does not sleep, and the
-            # next one finds them. On a backlog that race came about once a fetch (Elec2
-            # through the broker: 3-5 stalls of 100 ms in 4 s). Not when caught up: there the
-            # extra poll delayed each event (p50 latency at 500 events/s 2 -> 27 ms).
+            # waiting: kafka-python 3.0 sleeps `retry_backoff_ms` (100 ms) in a poll that finds
+            # its buffer empty while the fetch it waits for completes (it then holds no fetch
+            # in flight to wait on), though the records are there; a poll that does not wait
+            # does not sleep, and the next one finds them. On a backlog that race came about
+            # once a fetch (Elec2 through the broker: 3-5 stalls of 100 ms in 4 s). Not when
+            # caught up: there the extra poll delayed each event (p50 latency at 500 events/s
+            # 2 -> 27 ms).
             batches = {}
             if self._backlog:
                 batches = self._consumer.poll(timeout_ms=0, max_records=self._records)
