@@ -72,6 +72,16 @@ class LimitExceeded(ValueError):
         self.reason = reason
 
 
+def argmax(scores: Mapping[Hashable, float]) -> Hashable:
+    """The key of the largest value, the first one at a tie: `max(scores, key=scores.get)`,
+    twice as fast on two keys (a binary model's probabilities, a vote between two labels),
+    which is once or more per event."""
+    if len(scores) == 2:
+        (a, score_a), (b, score_b) = scores.items()
+        return b if score_b > score_a else a
+    return max(scores, key=scores.__getitem__)
+
+
 class Prediction(NamedTuple):
     """What the ensemble predicted for one event, before learning it. (A tuple: cheap to make
     per event.)"""
@@ -381,7 +391,7 @@ class DriftEnsemble(base.Classifier):
             return self.learn(x, y, self.predict(x))  # counts the failure once, as always
         if total - total != 0.0:  # NaN or infinite: as `predict`
             return self.learn(x, y, self.predict(x))
-        pred = max(proba, key=proba.__getitem__) if proba else None
+        pred = argmax(proba) if proba else None
         prediction = Prediction(pred, proba, member.name, (pred,), pred)
         step_index = self.labelled
         self.labelled = step_index + 1
@@ -461,7 +471,7 @@ class DriftEnsemble(base.Classifier):
                 probas.append(None)
                 continue
             if proba:
-                pred = max(proba, key=proba.__getitem__)
+                pred = argmax(proba)
                 votes[pred] = votes.get(pred, 0.0) + member.weight
             else:
                 pred = None
@@ -604,7 +614,7 @@ class DriftEnsemble(base.Classifier):
         members that predict it), or the leader's prediction while it does better."""
         if not votes:
             return None, None, ENSEMBLE
-        voted = max(votes, key=votes.__getitem__)
+        voted = argmax(votes)
         if self.follow_lead:
             lead = preds[self.lead]
             if lead is not None:

@@ -23,7 +23,7 @@ from driftline.config import DriftSettings, LearningSettings, ModelSpec, Setting
 from driftline.datasets import bundled
 from driftline.errors import ConfigError
 from driftline.learning import build_learner
-from pipeline.ensemble import DriftEnsemble, LimitExceeded
+from pipeline.ensemble import DriftEnsemble, LimitExceeded, argmax
 from pipeline.evaluate import evaluate
 from pipeline.onevsrest import OneVsRest, mirrored
 from pipeline.presets import PRESETS, FactoryError, accepts_weight, build_model
@@ -1268,3 +1268,14 @@ def test_rivers_tree_presets_predict_as_rivers_own_with_a_fraction_of_the_state(
         ours.learn_one(x, y)
         rivers.learn_one(x, y)
     assert len(pickle.dumps(ours)) * 5 < len(pickle.dumps(rivers))
+
+
+def test_argmax_is_max_by_value_first_at_a_tie():
+    rng = random.Random(7)
+    values = [0.0, 0.25, 0.5, 1.0, -1.0, math.inf, math.nan]
+    for _ in range(2_000):
+        keys = rng.sample(["a", "b", 0, 1, True, "c"], rng.randint(1, 4))
+        scores = {k: rng.choice(values) for k in keys}
+        assert argmax(scores) == max(scores, key=scores.__getitem__), scores
+    assert argmax({False: 0.5, True: 0.5}) is False  # the first at a tie
+    assert argmax({"x": math.nan, "y": 1.0}) == "x"  # as max: nothing is greater than NaN
