@@ -328,3 +328,36 @@ def test_the_loop_publishes_at_most_every_half_second_and_at_once_when_idle(monk
     # not; after the empty fifth poll, all of it. Figures and counters are of one moment.
     assert seen == [(0, 0, 0), (50, 0, 0), (100, 0, 0), (150, 149, 150), (200, 149, 150),
                     (200, 199, 200)]
+
+
+def test_predictions_are_counted_per_model_and_for_the_ensemble():
+    """Per model and for the ensemble: a prediction counts where one was made (not None), and
+    is right where it equals the label; counted a batch at a time."""
+    import random
+
+    from pipeline.ensemble import Prediction
+
+    settings = Settings()
+    service = Service(build_learner(settings), DeadLetters(ListSink(), "events.dlq"),
+                      Metrics(CollectorRegistry()), settings.validation.decoder())
+    names = [*MODELS, ENSEMBLE]
+    before = {n: (service.predicted[n], service.correct[n]) for n in names}
+    rng = random.Random(3)
+    labels = [0, 1, "a", True, None]
+    pairs = []
+    for _ in range(500):
+        members = tuple(rng.choice(labels) for _ in MODELS)
+        label = rng.choice(labels)
+        pairs.append((Prediction(label, {}, ENSEMBLE, members, label), rng.choice([0, 1, "a"])))
+    expected = {n: [0, 0] for n in names}
+    for prediction, y in pairs:
+        for name, guess in [*zip(MODELS, prediction.members, strict=True),
+                            (ENSEMBLE, prediction.label)]:
+            if guess is not None:
+                expected[name][0] += 1
+                expected[name][1] += guess == y
+    service._score_all(pairs[:200])
+    service._score_all(pairs[200:])
+    for n in names:
+        got = (service.predicted[n] - before[n][0], service.correct[n] - before[n][1])
+        assert got == tuple(expected[n]), n
