@@ -18,7 +18,7 @@ Rounds alternate between the two so that a noisy neighbour hurts both alike; the
 each is reported, and their ratio (goal: >= 1.0). Not a test: it prints figures.
 
     python benchmarks/throughput.py [--events 100000] [--rounds 3] [--no-predictions]
-                                    [--loop-records 500] [--bootstrap HOST:PORT]
+                                    [--loop-records 500] [--partitions 1] [--bootstrap HOST:PORT]
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ from driftline.predictions import Predictions
 from driftline.service import Service
 
 
-def fill_topic(bootstrap: str, topic: str, n: int) -> None:
-    create_topic(bootstrap, topic, 1)
+def fill_topic(bootstrap: str, topic: str, n: int, partitions: int = 1) -> None:
+    create_topic(bootstrap, topic, partitions)
     sink = KafkaSink(bootstrap, linger_ms=20, batch_size=256 * 1024)
     rows = itertools.chain.from_iterable(itertools.repeat(list(bundled("elec"))))
     for x, y in itertools.islice(rows, n):
@@ -191,13 +191,16 @@ def main() -> None:
     parser.add_argument("--loop-records", type=int, default=500,
                         help="records a poll of the hand-written loops (default: 500, "
                              "kafka-python's; issue 14 describes its loop with 2,000)")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="partitions of the topic (default: 1); the events spread over them")
     args = parser.parse_args()
 
     bootstrap = a_broker(args.bootstrap)
     topic = f"bench-throughput-{uuid.uuid4().hex[:8]}"
     t = time.perf_counter()
-    fill_topic(bootstrap, topic, args.events)
-    print(f"topic {topic}: {args.events} events in {time.perf_counter() - t:.1f} s")
+    fill_topic(bootstrap, topic, args.events, args.partitions)
+    print(f"topic {topic} ({args.partitions} partitions): {args.events} events in "
+          f"{time.perf_counter() - t:.1f} s")
 
     predictions = not args.no_predictions
     hand, publishing, ours = [], [], []
@@ -228,7 +231,8 @@ def main() -> None:
     print("command: python benchmarks/throughput.py "
           f"--events {args.events} --rounds {args.rounds}"
           + (" --no-predictions" if args.no_predictions else "")
-          + (f" --loop-records {args.loop_records}" if args.loop_records != 500 else ""))
+          + (f" --loop-records {args.loop_records}" if args.loop_records != 500 else "")
+          + (f" --partitions {args.partitions}" if args.partitions != 1 else ""))
 
 
 if __name__ == "__main__":
