@@ -119,6 +119,7 @@ def poll_records(handed: int, seconds: float, cap: int) -> int:
     rate = handed / max(seconds, 1e-6)
     return max(min(MIN_POLL_RECORDS, cap), min(cap, int(rate * BATCH_SECONDS)))
 
+
 # How long `broker_problem` lets the client try to log in with SASL (see there).
 SASL_BOOTSTRAP_SECONDS = 10.0
 
@@ -304,7 +305,6 @@ class KafkaSource:
         self._records = min(MIN_POLL_RECORDS, max_poll_records)  # the next poll's
         self._handed = 0  # records the last poll handed on, and when
         self._handed_at = 0.0
-        self._backlog = False  # the last poll brought MIN_POLL_RECORDS or more
         options: dict[str, Any] = {}
         if group_instance_id:
             options["group_instance_id"] = group_instance_id
@@ -390,20 +390,19 @@ class KafkaSource:
             self._records = poll_records(self._handed, time.perf_counter() - self._handed_at,
                                          self._max_records)
         with _broker(f"poll {self.topic}"):
-            # On a backlog (the last poll brought MIN_POLL_RECORDS or more), first without
-            # waiting: kafka-python 3.0 sleeps `retry_backoff_ms` (100 ms) in a poll that finds
-            # its buffer empty while the fetch it waits for completes (it then holds no fetch
-            # in flight to wait on), though the records are there; a poll that does not wait
-            # does not sleep, and the next one finds them. On a backlog that race came about
-            # once a fetch (Elec2 through the broker: 3-5 stalls of 100 ms in 4 s). Not when
-            # caught up: there the extra poll delayed each event (p50 latency at 500 events/s
-            # 2 -> 27 ms).
+            # On a backlog (the last poll handed on MIN_POLL_RECORDS or more, or its cap),
+            # first without waiting: kafka-python 3.0 sleeps `retry_backoff_ms` (100 ms) in a
+            # poll that finds its buffer empty while the fetch it waits for completes (it then
+            # holds no fetch in flight to wait on), though the records are there; a poll that
+            # does not wait does not sleep, and the next one finds them. On a backlog that race
+            # came about at one fetch in two or three (Elec2 through the broker: 2-4 sleeps of
+            # 100 ms in 4 s). Not when caught up: there the extra poll delayed each event (p50
+            # latency at 500 events/s 2 -> 27 ms).
             batches = {}
-            if self._backlog:
+            if self._handed >= min(MIN_POLL_RECORDS, self._max_records):
                 batches = self._consumer.poll(timeout_ms=0, max_records=self._records)
             if not batches:
                 batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=self._records)
-            self._backlog = sum(map(len, batches.values())) >= MIN_POLL_RECORDS
         if any(watch.stalled(self._stalled_after) for watch in self._watches):
             log.warning("the client did not complete its join of the group for %s in %.0f s: "
                         "joining anew", self._topics, self._stalled_after)

@@ -508,16 +508,13 @@ class Service:
     def _score_all(self, pairs: list[tuple[Prediction, Any]]) -> None:
         """Count each (prediction, label): per member and for the ensemble, predicted and
         right. (After a batch's learning, a column per member counted in C: 0.5 µs an event
-        counted one pair at a time, with one model, 0.13 µs so.)"""
+        counted one pair at a time, with one model, 0.14-0.17 µs so.)"""
         predicted, correct = self.predicted, self.correct
         ys = [y for _, y in pairs]  # never None: only labelled events are scored
-        members = [p.members for p, _ in pairs]
-        try:
-            columns = [(name, [m[j] for m in members]) for j, name in enumerate(self._names)]
-        except IndexError:  # a prediction of fewer members than named (not expected)
-            columns = [(name, [m[j] if j < len(m) else None for m in members])
-                       for j, name in enumerate(self._names)]
-        columns.append((ENSEMBLE, [p.label for p, _ in pairs]))
+        # A guess per member in every prediction (`pairs` is never empty): a column each.
+        members = zip(*(p.members for p, _ in pairs), strict=True)
+        columns = [*zip(self._names, members, strict=True),
+                   (ENSEMBLE, [p.label for p, _ in pairs])]
         for name, guesses in columns:  # a None guess: no prediction, neither counted
             predicted[name] += len(guesses) - guesses.count(None)
             correct[name] += sum(map(operator.eq, guesses, ys))
